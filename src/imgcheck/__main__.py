@@ -1,0 +1,3 @@
+from imgcheck.cli import main
+
+main()

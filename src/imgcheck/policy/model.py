@@ -1,0 +1,35 @@
+"""Typed, frozen policy objects (what the loader produces from YAML)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgcheck.checks.interface import RuleConfig
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of the policy with its effective rules (defaults merged with its overrides)."""
+
+    name: str
+    repository: str
+    """Path inside the registry, e.g. `rjdscott/k2-market-data-platform-producer`."""
+    registry: str
+    """Registry host[:port] from the policy (before any --registry override)."""
+    rules: Mapping[str, RuleConfig]
+    """rule id -> parsed config; a rule that is absent is not checked."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: int
+    registry: str
+    images: tuple[ImageSpec, ...]
+    path: Path
+    """Where the policy was read from; relative paths inside it resolve against its folder."""
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent

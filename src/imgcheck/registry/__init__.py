@@ -1,0 +1,1 @@
+"""OCI distribution client: verified reads by digest, tags, referrers, auth (see client.py)."""

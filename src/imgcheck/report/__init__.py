@@ -1,0 +1,1 @@
+"""One Report model and its renderers (one module per format)."""
