@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """A check's outcome. Images and reports only ever end as pass, fail or error."""
 
     PASS = "pass"

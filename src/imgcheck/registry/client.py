@@ -78,7 +78,9 @@ class RegistryClient:
     def get_manifest(self, registry: str, repository: str, digest: str) -> Manifest:
         raise NotImplementedError
 
-    def get_blob(self, registry: str, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES) -> bytes:
+    def get_blob(
+        self, registry: str, repository: str, digest: str, *, max_bytes: int = MAX_CONFIG_BYTES
+    ) -> bytes:
         raise NotImplementedError
 
     def list_tags(self, registry: str, repository: str) -> list[str]:
