@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcheck.checks.interface import RuleConfig
@@ -29,6 +29,8 @@ class Policy:
     images: tuple[ImageSpec, ...]
     path: Path
     """Where the policy was read from; relative paths inside it resolve against its folder."""
+    defaults: Mapping[str, RuleConfig] = field(default_factory=dict)
+    """The top-level `rules:`, for full references that name no image of the policy."""
 
     @property
     def base_dir(self) -> Path:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install everything imgcheck's demo and tests need on a fresh Debian 12 machine (as root, or with sudo):
+# Debian's docker-registry (the real OCI distribution server), busybox-static (fixture images),
+# skopeo (benchmark peer), docker.io (a real engine for smoke runs), and a virtualenv with imgcheck.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+declare -A PACKAGE_FOR=(
+  [docker-registry]=docker-registry
+  [busybox]=busybox-static
+  [skopeo]=skopeo
+  [dockerd]=docker.io
+)
+missing=()
+for bin in "${!PACKAGE_FOR[@]}"; do
+  if ! command -v "$bin" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$bin" ] && [ ! -x "/usr/bin/$bin" ]; then
+    missing+=("${PACKAGE_FOR[$bin]}")
+  fi
+done
+# busybox may exist as a dynamic build; the fixtures need the static one.
+if ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv" >&2
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.imgcheck-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing imgcheck and its test tools into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
+echo "setup: ready (.venv/bin/imgcheck)" >&2

@@ -1,0 +1,251 @@
+"""The `imgcheck` command: parse, call the pipeline, render, exit code. Thin on purpose.
+
+Heavy modules (the pipeline, registry, docker, sigstore) are imported inside commands so that
+`imgcheck --version` and `--help` stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+
+import typer
+
+from imgcheck import __version__
+
+if TYPE_CHECKING:
+    from imgcheck.checks.interface import VerifyOptions
+    from imgcheck.policy.model import Policy
+
+app = typer.Typer(
+    name="imgcheck",
+    help="Decide whether container images are fit to release.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+EXIT_ERROR = 2
+
+
+def _fail(message: str) -> NoReturn:
+    """One clear line on stderr and exit 2: could not verify."""
+    typer.echo(f"imgcheck: error: {message}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"imgcheck {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        Optional[bool],  # noqa: UP045 - typer needs Optional here
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """imgcheck: a release gate for container images."""
+
+
+def _load_policy(path: Path | None) -> Policy:
+    from imgcheck.policy.loader import default_policy_path, load_policy
+
+    return load_policy(path if path is not None else default_policy_path(Path.cwd()))
+
+
+def _parse_report_specs(specs: list[str]) -> list[tuple[str, Path]]:
+    from imgcheck.errors import UsageError
+    from imgcheck.report import FORMATS
+
+    parsed = []
+    for spec in specs:
+        fmt, sep, file = spec.partition("=")
+        if not sep or not file:
+            raise UsageError(f"--report {spec!r}: expected FORMAT=FILE, e.g. --report junit=out.xml")
+        if fmt not in FORMATS:
+            raise UsageError(f"--report {spec!r}: unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        parsed.append((fmt, Path(file)))
+    return parsed
+
+
+class _Progress:
+    """Progress on stderr only: a spinner on a terminal, plain lines with --verbose, nothing with --quiet."""
+
+    def __init__(self, quiet: bool, verbose: bool) -> None:
+        self.quiet, self.verbose = quiet, verbose
+        self.status = None
+        if not quiet and not verbose and sys.stderr.isatty():
+            from rich.console import Console
+
+            self.status = Console(stderr=True).status("imgcheck: starting")
+            self.status.start()
+
+    def __call__(self, message: str) -> None:
+        if self.verbose:
+            typer.echo(f"imgcheck: {message}", err=True)
+        elif self.status is not None:
+            self.status.update(f"imgcheck: {message}")
+
+    def stop(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+@app.command()
+def verify(
+    targets: Annotated[Optional[list[str]], typer.Argument(help="Tags (latest, v1.4.2) or full references.")] = None,  # noqa: UP045
+    policy: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option(
+            "--policy", envvar="IMGCHECK_POLICY", help="Policy file (default ./imgcheck.yaml, else bundled k2)."
+        ),
+    ] = None,
+    registry: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help="Replace the registry host of every policy image."),
+    ] = None,
+    output_format: Annotated[str, typer.Option("--format", help="table, json (report on stdout).")] = "table",
+    report: Annotated[Optional[list[str]], typer.Option("--report", help="Also write FORMAT=FILE; repeatable.")] = None,  # noqa: UP045
+    trivy_report: Annotated[
+        Optional[list[Path]],  # noqa: UP045
+        typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
+    ] = None,
+    no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip container runs (smoke reports skip).")] = False,
+    platform: Annotated[Optional[str], typer.Option("--platform", help="Verify only this OS/ARCH.")] = None,  # noqa: UP045
+    insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
+    keep_images: Annotated[bool, typer.Option("--keep-images", help="Keep images pulled for smoke runs.")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 90.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Less on stderr.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More on stderr (tracebacks on errors).")] = False,
+) -> None:
+    """Verify images against a policy and print verdicts (exit 0 pass, 1 fail, 2 could not verify)."""
+    from imgcheck.errors import ImgcheckError, UsageError
+
+    progress = _Progress(quiet, verbose)
+    try:
+        from imgcheck.report import FORMATS
+
+        if output_format not in FORMATS:
+            raise UsageError(f"--format {output_format!r}: unknown (known: {', '.join(FORMATS)})")
+        report_files = _parse_report_specs(report or [])
+        if timeout <= 0:
+            raise UsageError("--timeout must be a positive number of seconds")
+        loaded = _load_policy(policy)
+        options = _options(loaded, registry, trivy_report or [], no_smoke, platform, insecure, keep_images, timeout)
+        result, code = _run_verify(loaded, targets or [], options, progress)
+        progress.stop()
+        _emit(result, output_format, report_files)
+    except ImgcheckError as err:
+        progress.stop()
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _fail(str(err))
+    except KeyboardInterrupt:
+        progress.stop()
+        _fail("interrupted")
+    except Exception as err:
+        progress.stop()
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        _fail(f"internal error: {type(err).__name__}: {err} (run with --verbose for details)")
+    raise typer.Exit(code)
+
+
+def _options(
+    loaded: Policy,
+    registry: str | None,
+    trivy_reports: list[Path],
+    no_smoke: bool,
+    platform: str | None,
+    insecure: bool,
+    keep_images: bool,
+    timeout: float,
+) -> VerifyOptions:
+    from imgcheck.checks.interface import VerifyOptions
+
+    return VerifyOptions(
+        registry_override=registry,
+        insecure=insecure,
+        platform=platform,
+        no_smoke=no_smoke,
+        keep_images=keep_images,
+        trivy_reports=tuple(trivy_reports),
+        timeout=timeout,
+        policy_dir=loaded.base_dir,
+    )
+
+
+def _run_verify(loaded: Policy, targets: list[str], options: VerifyOptions, progress: _Progress) -> tuple[object, int]:
+    from imgcheck.pipeline import verify as run_pipeline
+    from imgcheck.verdict import exit_code
+
+    result = run_pipeline(loaded, targets, options, progress=progress)
+    return result, exit_code(result.verdict)
+
+
+def _emit(result: object, output_format: str, report_files: list[tuple[str, Path]]) -> None:
+    """Write the requested files first, then stdout: a failed write is an error before any verdict prints."""
+    from imgcheck.errors import UsageError
+    from imgcheck.report import renderer
+    from imgcheck.report.model import Report
+
+    assert isinstance(result, Report)
+    for fmt, path in report_files:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(renderer(fmt)(result), encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write --report {fmt}={path}: {err.strerror or err}") from None
+    if output_format == "table":
+        from imgcheck.report.table import render as render_table
+
+        color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        sys.stdout.write(render_table(result, color=color))
+    else:
+        sys.stdout.write(renderer(output_format)(result))
+    sys.stdout.flush()
+
+
+@app.command()
+def audit() -> None:
+    """Nightly registry audit: every tag of every image, with history and drift (not implemented yet)."""
+    _fail("`imgcheck audit` is not implemented in this version yet; use `imgcheck verify TAG` per release")
+
+
+@policy_app.command("validate")
+def policy_validate(file: Annotated[Path, typer.Argument(help="Policy YAML file.")]) -> None:
+    """Load and validate a policy; print what it checks (exit 2 with the key and line if it is wrong)."""
+    from imgcheck.errors import ImgcheckError
+
+    try:
+        from imgcheck.policy.loader import explain, load_policy
+
+        loaded = load_policy(file)
+        lines = explain(loaded)
+    except ImgcheckError as err:
+        _fail(str(err))
+    typer.echo(f"{file}: valid policy (version {loaded.version}, {len(loaded.images)} image(s))")
+    for line in lines:
+        typer.echo(line)
+
+
+def main() -> None:
+    """Console entry point; usage errors from typer/click exit 2 as the contract says."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Gather ImageFacts for one image: resolve its reference once, then read everything by digest.
+
+Only manifests, configs and (when the rules need them) the repository's tags are read: a few KB per
+image. Layers are never downloaded here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from imgcheck.errors import RegistryError
+from imgcheck.facts import Descriptor, ImageFacts, PlatformFacts, TagFacts
+from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient
+from imgcheck.registry.reference import Reference
+
+ATTESTATION_TYPE = "attestation-manifest"
+MAX_TAGS_RESOLVED = 1000
+"""Repositories with more tags are checked against their first tags only (and the facts say so)."""
+
+
+def parse_descriptor(entry: Mapping[str, Any]) -> Descriptor:
+    """A descriptor from manifest JSON, with the platform flattened to `os/arch[/variant]`."""
+    platform = entry.get("platform")
+    platform_text = None
+    if isinstance(platform, Mapping):
+        parts = [str(platform.get("os", "")), str(platform.get("architecture", ""))]
+        if platform.get("variant"):
+            parts.append(str(platform["variant"]))
+        platform_text = "/".join(parts)
+    digest = entry.get("digest")
+    size = entry.get("size")
+    if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise RegistryError(f"malformed descriptor in manifest: {json.dumps(dict(entry))[:200]}")
+    annotations = entry.get("annotations") or {}
+    return Descriptor(
+        media_type=str(entry.get("mediaType", "")),
+        digest=digest,
+        size=size,
+        platform=platform_text,
+        annotations={str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, Mapping) else {},
+        artifact_type=entry.get("artifactType") if isinstance(entry.get("artifactType"), str) else None,
+    )
+
+
+def is_attestation(desc: Descriptor) -> bool:
+    """buildx puts attestation manifests in the index with platform unknown/unknown: not a platform."""
+    return desc.annotations.get("vnd.docker.reference.type") == ATTESTATION_TYPE or desc.platform == "unknown/unknown"
+
+
+def platform_matches(have: str, want: str) -> bool:
+    """`linux/arm64` matches `linux/arm64/v8`; a wanted variant must match exactly."""
+    have_parts, want_parts = have.split("/"), want.split("/")
+    return have_parts[: len(want_parts)] == want_parts
+
+
+class Gatherer:
+    """Reads facts through one RegistryClient, caching per digest within the run."""
+
+    def __init__(self, client: RegistryClient, progress: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.progress = progress or (lambda _m: None)
+        self._platform_cache: dict[tuple[str, str, str], PlatformFacts] = {}
+        self._tag_cache: dict[tuple[str, str], tuple[str, Manifest]] = {}
+
+    def platform_facts(self, registry: str, repo: str, manifest: Manifest, platform_hint: str | None) -> PlatformFacts:
+        key = (registry, repo, manifest.digest)
+        if key in self._platform_cache:
+            return self._platform_cache[key]
+        doc = manifest.json
+        config_entry = doc.get("config")
+        layers_raw = doc.get("layers")
+        if not isinstance(config_entry, Mapping) or not isinstance(layers_raw, list):
+            raise RegistryError(
+                f"malformed image manifest {manifest.digest} in {registry}/{repo}: no config or layers",
+                hint="the registry returned something that is not an OCI/Docker image manifest",
+            )
+        config_desc = parse_descriptor(config_entry)
+        raw = self.client.get_blob(registry, repo, config_desc.digest, max_bytes=MAX_CONFIG_BYTES)
+        try:
+            config = json.loads(raw)
+        except ValueError:
+            config = None
+        if not isinstance(config, dict):
+            raise RegistryError(f"malformed image config {config_desc.digest} in {registry}/{repo}: not a JSON object")
+        os_name, arch = config.get("os"), config.get("architecture")
+        platform = platform_hint
+        if not platform or platform == "/":
+            platform = f"{os_name}/{arch}" + (f"/{config['variant']}" if config.get("variant") else "")
+        facts = PlatformFacts(
+            platform=platform,
+            manifest_digest=manifest.digest,
+            manifest=manifest.json,
+            config_digest=config_desc.digest,
+            config=config,
+            layers=tuple(parse_descriptor(layer) for layer in layers_raw if isinstance(layer, Mapping)),
+            config_size=config_desc.size,
+        )
+        self._platform_cache[key] = facts
+        return facts
+
+    def expand(
+        self, registry: str, repo: str, top: Manifest, platform_filter: str | None = None
+    ) -> tuple[tuple[PlatformFacts, ...], tuple[Descriptor, ...]]:
+        """Platforms and attestation entries of a manifest or index."""
+        if not top.is_index:
+            if "config" not in top.json and top.json.get("schemaVersion") == 1:
+                raise RegistryError(
+                    f"{registry}/{repo}@{top.digest} is a Docker schema 1 manifest, which is unsupported"
+                )
+            facts = self.platform_facts(registry, repo, top, None)
+            if platform_filter and not platform_matches(facts.platform, platform_filter):
+                return (), ()
+            return (facts,), ()
+        entries = top.json.get("manifests")
+        if not isinstance(entries, list):
+            raise RegistryError(f"malformed image index {top.digest} in {registry}/{repo}: no manifests list")
+        platforms: list[PlatformFacts] = []
+        attestations: list[Descriptor] = []
+        for entry in entries:
+            if not isinstance(entry, Mapping):
+                raise RegistryError(f"malformed image index {top.digest} in {registry}/{repo}: bad entry")
+            desc = parse_descriptor(entry)
+            if is_attestation(desc):
+                attestations.append(desc)
+                continue
+            if platform_filter and desc.platform and not platform_matches(desc.platform, platform_filter):
+                continue
+            child = self.client.get_manifest(registry, repo, desc.digest)
+            if child.is_index:
+                raise RegistryError(f"nested image index {desc.digest} in {registry}/{repo} is not supported")
+            platforms.append(self.platform_facts(registry, repo, child, desc.platform))
+        return tuple(platforms), tuple(attestations)
+
+    def resolve_tag(self, registry: str, repo: str, tag: str) -> Manifest:
+        key = (f"{registry}/{repo}", tag)
+        if key not in self._tag_cache:
+            manifest = self.client.resolve(Reference(registry, repo, tag=tag))
+            self._tag_cache[key] = (manifest.digest, manifest)
+        return self._tag_cache[key][1]
+
+    def tag_facts(self, registry: str, repo: str, tag: str, *, with_sizes: bool = False) -> TagFacts:
+        """Digest, `created` and version label of another tag (first platform's config)."""
+        manifest = self.resolve_tag(registry, repo, tag)
+        platforms, _ = self.expand(registry, repo, manifest)
+        created = parse_time(platforms[0].created) if platforms else None
+        version = platforms[0].labels.get("org.opencontainers.image.version") if platforms else None
+        sizes = {p.platform: p.compressed_size for p in platforms} if with_sizes else {}
+        return TagFacts(tag=tag, digest=manifest.digest, created=created, compressed_sizes=sizes, version_label=version)
+
+    def gather(
+        self,
+        name: str,
+        ref: Reference,
+        *,
+        need_tags: bool,
+        platform_filter: str | None = None,
+    ) -> ImageFacts:
+        """Resolve `ref` once and read everything the metadata rules need, by digest."""
+        self.progress(f"{name}: resolving {ref}")
+        top = self.client.resolve(ref)
+        platforms, attestations = self.expand(ref.registry, ref.repository, top, platform_filter)
+        if not platforms:
+            wanted = f" for platform {platform_filter}" if platform_filter else ""
+            raise RegistryError(f"{ref} ({top.digest[:19]}) has no runnable image manifest{wanted}")
+        facts = ImageFacts(
+            name=name,
+            registry=ref.registry,
+            repository=ref.repository,
+            reference=str(ref),
+            tag=ref.tag,
+            digest=top.digest,
+            media_type=top.media_type,
+            platforms=platforms,
+            index_manifest=top.json if top.is_index else None,
+            attestation_manifests=attestations,
+        )
+        if not need_tags:
+            return facts
+        return self.add_tags(facts)
+
+    def add_tags(self, facts: ImageFacts) -> ImageFacts:
+        """Tags on the same digest, every tag's digest and age, and the previous release."""
+        from dataclasses import replace
+
+        self.progress(f"{facts.name}: listing tags")
+        tags = self.client.list_tags(facts.registry, facts.repository)
+        considered = sorted(tags)[:MAX_TAGS_RESOLVED]
+        repo_tags: list[TagFacts] = []
+        for tag in considered:
+            if tag.startswith("sha256-"):
+                continue  # cosign signatures, attestations, referrers fallback: not releases
+            try:
+                repo_tags.append(self.tag_facts(facts.registry, facts.repository, tag))
+            except RegistryError as err:
+                if err.status == 404:
+                    continue  # deleted between the listing and the read
+                raise
+        on_digest = tuple(t.tag for t in repo_tags if t.digest == facts.digest)
+        previous = self.previous_release(facts, repo_tags, on_digest)
+        extras: dict[str, Any] = dict(facts.extras)
+        if len(tags) > MAX_TAGS_RESOLVED:
+            extras["tags_truncated"] = len(tags)
+        return replace(
+            facts, tags_on_digest=on_digest, repo_tags=tuple(repo_tags), previous_release=previous, extras=extras
+        )
+
+    def previous_release(
+        self, facts: ImageFacts, repo_tags: list[TagFacts], on_digest: tuple[str, ...]
+    ) -> TagFacts | None:
+        """The next-lower semver release; for branch builds with no semver tags, the newest older build."""
+        current = max((v for t in on_digest if (v := semver(t)) is not None), default=None)
+        candidate: TagFacts | None = None
+        if current is not None:
+            lower = [
+                (v, t) for t in repo_tags if (v := semver(t.tag)) is not None and v < current and not v.is_prerelease
+            ]
+            if lower:
+                candidate = max(lower, key=lambda pair: pair[0])[1]
+        elif not any(semver(t.tag) for t in repo_tags):
+            own = parse_time(facts.platforms[0].created)
+            older = [t for t in repo_tags if t.digest != facts.digest and t.created and own and t.created < own]
+            if older:
+                candidate = max(older, key=lambda t: t.created or datetime.min)
+        if candidate is None:
+            return None
+        return self.tag_facts(facts.registry, facts.repository, candidate.tag, with_sizes=True)
+
+
+def semver(tag: str) -> Version | None:
+    """A release version from a tag like `v1.4.2` or `1.4.2`; None for anything else (`latest`, `main-3f2a9c1`)."""
+    text = tag[1:] if tag[:1] in ("v", "V") else tag
+    if not text[:1].isdigit():
+        return None
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """RFC 3339 (with `Z` or an offset, any fraction digits) to an aware datetime; None if unparseable."""
+    if not value:
+        return None
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        while rest and rest[0].isdigit():
+            digits, rest = digits + rest[0], rest[1:]
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None

@@ -1,0 +1,199 @@
+"""The verify pipeline: targets -> references -> facts (once per digest) -> evidence -> checks -> Report.
+
+Data flows one way. Each image is resolved once; every rule sees the same digest. One image that
+cannot be verified does not stop the others: it is reported as `error` with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from imgcheck import __version__
+from imgcheck.checks import RULE_ORDER, all_rules
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
+from imgcheck.errors import ImgcheckError, UsageError
+from imgcheck.facts import ImageFacts
+from imgcheck.gather import Gatherer
+from imgcheck.policy.model import ImageSpec, Policy
+from imgcheck.registry.client import RegistryClient
+from imgcheck.registry.reference import Reference, is_tag, looks_like_reference, parse_reference
+from imgcheck.report.model import CheckResult, ImageResult, Report
+from imgcheck.verdict import Verdict
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One image to verify: its policy name, the reference to resolve, and its effective rules."""
+
+    name: str
+    reference: Reference
+    rules: Mapping[str, RuleConfig]
+
+
+def plan_targets(policy: Policy, targets: Sequence[str], options: VerifyOptions) -> list[Target]:
+    """A bare tag applies to every image of the policy; a full reference verifies just that image."""
+    planned: list[Target] = []
+    for text in targets or ["latest"]:
+        if looks_like_reference(text):
+            ref = parse_reference(text, default_registry=policy.registry)
+            spec = _image_for(policy, ref)
+            name = spec.name if spec else ref.repository.rsplit("/", 1)[-1]
+            rules = spec.rules if spec else policy.defaults
+            planned.append(Target(name, ref, rules))
+            continue
+        if not is_tag(text):
+            raise UsageError(
+                f"{text!r} is neither a tag nor an image reference (e.g. latest, v1.4.2, ghcr.io/org/repo:tag)"
+            )
+        for image in policy.images:
+            registry = options.registry_override or image.registry
+            planned.append(Target(image.name, Reference(registry, image.repository, tag=text), image.rules))
+    return planned
+
+
+def _image_for(policy: Policy, ref: Reference) -> ImageSpec | None:
+    for image in policy.images:
+        if image.repository == ref.repository:
+            return image
+    return None
+
+
+def _apply_mode(finding: Finding, config: RuleConfig) -> Finding:
+    """`mode: warn` reports a failure as a warning; errors stay errors (they mean "not checked")."""
+    if config.mode == "warn" and finding.verdict is Verdict.FAIL:
+        return dataclasses.replace(finding, verdict=Verdict.WARN, message=f"{finding.message} (mode: warn)")
+    return finding
+
+
+def _to_result(rule_id: str, finding: Finding) -> CheckResult:
+    return CheckResult(rule_id, finding.verdict, finding.message, finding.platform, dict(finding.details))
+
+
+def _rules_in_order(rules: Mapping[str, RuleConfig]) -> list[str]:
+    return [r for r in RULE_ORDER if r in rules] + sorted(r for r in rules if r not in RULE_ORDER)
+
+
+def _collect(
+    spec: RuleSpec,  # type: ignore[type-arg]
+    ctx: CollectContext,
+    facts: ImageFacts,
+    config: RuleConfig,
+) -> tuple[Any, Finding | None]:
+    """Run a rule's edge I/O; an ImgcheckError becomes that rule's `error`, never the whole run's."""
+    if spec.collect is None:
+        return None, None
+    try:
+        return spec.collect(ctx, facts, config), None
+    except ImgcheckError as err:
+        return None, Finding(Verdict.ERROR, str(err))
+
+
+def _judge(
+    spec: RuleSpec,  # type: ignore[type-arg]
+    facts: ImageFacts,
+    config: RuleConfig,
+    run: RunContext,
+) -> list[Finding]:
+    """A pure check; a bug inside it is an `error` for that rule, never a pass."""
+    try:
+        findings = spec.check(facts, config, run)
+    except ImgcheckError as err:
+        return [Finding(Verdict.ERROR, str(err))]
+    except Exception as err:
+        return [Finding(Verdict.ERROR, f"internal error in rule '{spec.id}': {type(err).__name__}: {err}")]
+    if not findings:
+        return [Finding(Verdict.ERROR, f"rule '{spec.id}' produced no verdict")]
+    return findings
+
+
+def verify(
+    policy: Policy,
+    targets: Sequence[str],
+    options: VerifyOptions,
+    *,
+    progress: Progress | None = None,
+    client: RegistryClient | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Verify every planned image and return one Report (the caller renders it and sets the exit code)."""
+    say = progress or (lambda _m: None)
+    started = now or datetime.now(UTC)
+    planned = plan_targets(policy, targets, options)
+    rules = all_rules()
+    unknown = {r for t in planned for r in t.rules if r not in rules}
+    if unknown:
+        raise UsageError(f"policy names rules this imgcheck does not know: {', '.join(sorted(unknown))}")
+    own_client = client is None
+    registry = client or RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=say)
+    try:
+        gathered: list[tuple[Target, ImageFacts | None, str | None]] = []
+        gatherer = Gatherer(registry, say)
+        for target in planned:
+            need_tags = any(rules[r].needs_tags for r in target.rules)
+            try:
+                resolved = gatherer.gather(
+                    target.name, target.reference, need_tags=need_tags, platform_filter=options.platform
+                )
+                gathered.append((target, resolved, None))
+            except ImgcheckError as err:
+                say(f"{target.name}: could not verify: {err}")
+                gathered.append((target, None, str(err)))
+
+        ctx = CollectContext(registry=registry, options=options, progress=say)
+        enriched: list[tuple[Target, ImageFacts | None, str | None, dict[str, Finding]]] = []
+        for target, gathered_facts, error in gathered:
+            collect_errors: dict[str, Finding] = {}
+            facts = gathered_facts
+            if facts is not None:
+                extras = dict(facts.extras)
+                for rule_id in _rules_in_order(target.rules):
+                    spec = rules[rule_id]
+                    evidence, failure = _collect(spec, ctx, facts, target.rules[rule_id])
+                    if failure is not None:
+                        collect_errors[rule_id] = failure
+                    elif spec.collect is not None:
+                        extras[rule_id] = evidence
+                        extras.update(_shared_evidence(evidence))
+                facts = dataclasses.replace(facts, extras=extras)
+            enriched.append((target, facts, error, collect_errors))
+
+        run = RunContext(
+            now=started,
+            images={t.name: f for t, f, _e, _c in enriched if f is not None},
+            options=options,
+        )
+        results: list[ImageResult] = []
+        for target, image_facts, error, collect_errors in enriched:
+            if image_facts is None:
+                results.append(ImageResult(target.name, str(target.reference), None, (), error))
+                continue
+            checks: list[CheckResult] = []
+            for rule_id in _rules_in_order(target.rules):
+                config = target.rules[rule_id]
+                if rule_id in collect_errors:
+                    findings = [collect_errors[rule_id]]
+                else:
+                    findings = _judge(rules[rule_id], image_facts, config, run)
+                checks.extend(_to_result(rule_id, _apply_mode(f, config)) for f in findings)
+            results.append(ImageResult(target.name, str(target.reference), image_facts.digest, tuple(checks)))
+    finally:
+        if own_client:
+            registry.close()
+    return Report(
+        imgcheck_version=__version__,
+        policy=str(policy.path),
+        started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        images=tuple(results),
+        target=" ".join(targets) if targets else "latest",
+    )
+
+
+def _shared_evidence(evidence: Any) -> dict[str, Any]:
+    """Evidence one rule gathers that another reads (the smoke pull measures uncompressed sizes)."""
+    sizes = getattr(evidence, "uncompressed_sizes", None)
+    return {"uncompressed_sizes": sizes} if isinstance(sizes, Mapping) else {}
