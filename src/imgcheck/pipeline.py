@@ -24,6 +24,10 @@ from imgcheck.report.model import CheckResult, ImageResult, Report
 from imgcheck.verdict import Verdict
 
 Progress = Callable[[str], None]
+_NO_RULES = (
+    "the policy has no rules for this image: name its repository under `images:` or add default `rules:`"
+    " (nothing checked is never a pass)"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +175,9 @@ def verify(
         for target, image_facts, error, collect_errors in enriched:
             if image_facts is None:
                 results.append(ImageResult(target.name, str(target.reference), None, (), error))
+                continue
+            if not target.rules:
+                results.append(ImageResult(target.name, str(target.reference), image_facts.digest, (), _NO_RULES))
                 continue
             checks: list[CheckResult] = []
             for rule_id in _rules_in_order(target.rules):
