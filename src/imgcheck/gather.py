@@ -11,12 +11,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from imgcheck.errors import RegistryError
 from imgcheck.facts import Descriptor, ImageFacts, PlatformFacts, TagFacts
 from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient
 from imgcheck.registry.reference import Reference
+from imgcheck.semver import highest, releases
 
 ATTESTATION_TYPE = "attestation-manifest"
 MAX_TAGS_RESOLVED = 1000
@@ -213,15 +212,14 @@ class Gatherer:
         self, facts: ImageFacts, repo_tags: list[TagFacts], on_digest: tuple[str, ...]
     ) -> TagFacts | None:
         """The next-lower semver release; for branch builds with no semver tags, the newest older build."""
-        current = max((v for t in on_digest if (v := semver(t)) is not None), default=None)
+        current = highest(on_digest)
         candidate: TagFacts | None = None
         if current is not None:
-            lower = [
-                (v, t) for t in repo_tags if (v := semver(t.tag)) is not None and v < current and not v.is_prerelease
-            ]
+            by_tag = {t.tag: t for t in repo_tags}
+            lower = [r for r in releases(by_tag) if r.version < current.version and not r.prerelease]
             if lower:
-                candidate = max(lower, key=lambda pair: pair[0])[1]
-        elif not any(semver(t.tag) for t in repo_tags):
+                candidate = by_tag[lower[-1].tag]
+        elif not releases(t.tag for t in repo_tags):
             own = parse_time(facts.platforms[0].created)
             older = [t for t in repo_tags if t.digest != facts.digest and t.created and own and t.created < own]
             if older:
@@ -229,17 +227,6 @@ class Gatherer:
         if candidate is None:
             return None
         return self.tag_facts(facts.registry, facts.repository, candidate.tag, with_sizes=True)
-
-
-def semver(tag: str) -> Version | None:
-    """A release version from a tag like `v1.4.2` or `1.4.2`; None for anything else (`latest`, `main-3f2a9c1`)."""
-    text = tag[1:] if tag[:1] in ("v", "V") else tag
-    if not text[:1].isdigit():
-        return None
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
 
 
 def parse_time(value: str | None) -> datetime | None:

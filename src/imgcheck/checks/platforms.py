@@ -1,10 +1,16 @@
-"""platforms: a multi-platform index holds every required platform."""
+"""platforms: a multi-platform index holds every required platform.
+
+Only runnable platforms count: buildx's attestation manifests (`unknown/unknown`) are not images.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from imgcheck.checks.interface import RuleConfig, RuleSpec, not_implemented
+from imgcheck.checks._common import platform_matches
+from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.facts import ImageFacts
+from imgcheck.verdict import Verdict
 
 
 @dataclass(frozen=True)
@@ -12,9 +18,46 @@ class Config(RuleConfig):
     required: tuple[str, ...] = ()
 
 
+def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
+    present = [p.platform for p in facts.platforms]
+    details = {"required": list(config.required), "present": present, "index": facts.is_index}
+    if not present:
+        return [Finding(Verdict.ERROR, "no runnable platform manifest found for this digest", details=details)]
+    missing = [r for r in config.required if not any(platform_matches(r, p) for p in present)]
+    details["missing"] = missing
+    if not missing:
+        shown = ", ".join(config.required) if config.required else "none required"
+        return [Finding(Verdict.PASS, f"platforms present: {shown} (image has {', '.join(present)})", details=details)]
+    if not facts.is_index:
+        return [
+            Finding(
+                Verdict.FAIL,
+                f"expected platforms {', '.join(config.required)}; the image is single-platform ({present[0]}), "
+                f"so {', '.join(missing)} is missing; build a multi-platform index (docker buildx --platform "
+                f"{','.join(config.required)})",
+                details=details,
+            )
+        ]
+    return [
+        Finding(
+            Verdict.FAIL,
+            f"expected platforms {', '.join(config.required)}; the index lacks {', '.join(missing)} "
+            f"(has {', '.join(present)}); add them to the buildx --platform list",
+            details=details,
+        )
+    ]
+
+
+def describe(config: Config) -> str:
+    if not config.required:
+        return "no platform required"
+    return "the image offers " + ", ".join(config.required)
+
+
 RULE = RuleSpec(
     id="platforms",
     summary="a multi-platform index holds every required platform",
     config=Config,
-    check=not_implemented("platforms"),
+    check=check,
+    describe=describe,
 )

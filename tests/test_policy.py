@@ -1,0 +1,535 @@
+"""The policy loader: real policy files in, typed rules out, and one precise line for every mistake."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imgcheck.checks import all_rules
+from imgcheck.checks.interface import RuleConfig
+from imgcheck.errors import PolicyError
+from imgcheck.policy.fields import check_annotation, field_types, init_fields
+from imgcheck.policy.loader import default_policy_path, explain, load_policy
+from imgcheck.policy.model import Policy
+from imgcheck.policy.types import ByteSize, Percent
+
+DATA = Path(__file__).parent / "data" / "policies"
+PACKAGE_POLICIES = Path(__file__).parents[1] / "src" / "imgcheck" / "policies"
+SPEC = Path("/work/shared/spec/policy.md")
+
+
+def write(tmp_path: Path, text: str | bytes) -> Path:
+    path = tmp_path / "policy.yaml"
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(tmp_path: Path, text: str | bytes) -> str:
+    """The PolicyError message, with the temp folder cut off so tests read `policy.yaml:LINE: ...`."""
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as info:
+        load_policy(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(str(path))
+    return message.replace(str(tmp_path) + "/", "")
+
+
+# --- the bundled and documented policies ----------------------------------------------------------
+
+
+def test_bundled_k2_policy_models_todays_pipeline() -> None:
+    policy = load_policy(PACKAGE_POLICIES / "k2.yaml")
+    assert [i.name for i in policy.images] == ["producer", "consumer", "query-engine"]
+    for image in policy.images:
+        assert image.registry == "ghcr.io"
+        assert image.repository == f"rjdscott/k2-market-data-platform-{image.name}"
+        assert list(image.rules) == list(all_rules())  # every rule, in report order
+        r = image.rules
+        assert r["size"].max_compressed == 500_000_000 and r["size"].max_uncompressed == 500_000_000
+        labels = r["labels"]
+        assert labels.version_matches_tag is False  # the version label is `main`
+        assert labels.created_not_in_future is True
+        assert labels.match["org.opencontainers.image.revision"].fullmatch("a" * 40)
+        assert not labels.match["org.opencontainers.image.source"].fullmatch("https://github.com/evil/k2")
+        tags = r["tags"]
+        assert tags.latest_is_newest and not tags.latest_is_highest and tags.consistent_across_images
+        assert tags.required[0].fullmatch("main-3f2a9c1") and not tags.required[0].fullmatch("v1.2.3")
+        assert r["config"].forbid_env[0].fullmatch("DB_PASSWORD")
+        assert r["platforms"].required == ("linux/amd64",)
+        assert r["smoke"].command is None and r["smoke"].args == ("--version",)
+        assert r["smoke"].timeout == dt.timedelta(seconds=30)
+        keyless = r["signature"].keyless
+        assert keyless.issuer == "https://token.actions.githubusercontent.com"
+        assert keyless.identity.fullmatch(
+            "https://github.com/rjdscott/k2-market-data-platform/.github/workflows/post-merge.yml@refs/heads/main"
+        )
+        assert r["sbom"].formats == ("cyclonedx", "spdx") and r["sbom"].min_components == 1
+        assert r["provenance"].builder.fullmatch("https://github.com/actions/runner")
+        vulns = r["vulnerabilities"]
+        assert vulns.report == "reports/{name}.trivy.json"
+        assert (vulns.fail_on, vulns.warn_on, vulns.fixable_only) == (("CRITICAL",), ("HIGH",), True)
+        assert vulns.max_age == dt.timedelta(hours=24)
+
+
+def test_release_policy_is_the_spec_example_and_merges_query_engine_override() -> None:
+    policy = load_policy(PACKAGE_POLICIES / "k2-release.yaml")
+    example = load_policy(DATA / "spec-example.yaml")
+    assert [dataclasses.replace(i) for i in policy.images] == list(example.images)
+    by_name = {i.name: i for i in policy.images}
+    engine, producer = by_name["query-engine"].rules["size"], by_name["producer"].rules["size"]
+    assert engine.max_compressed == ByteSize(600_000_000)  # the override ...
+    assert engine.max_uncompressed == ByteSize(500_000_000)  # ... keeps the other default size keys
+    assert engine.max_growth == pytest.approx(0.10)
+    assert producer.max_compressed == ByteSize(500_000_000)
+    assert by_name["query-engine"].rules["labels"] == by_name["producer"].rules["labels"]
+    waiver = by_name["producer"].rules["vulnerabilities"].ignore[0]
+    assert (waiver.id, waiver.expires) == ("CVE-2023-45853", dt.date(2027, 1, 31))
+    assert by_name["producer"].rules["signature"].keys == ("keys/cosign.pub",)
+    assert by_name["producer"].rules["sbom"].deny_licenses == ("AGPL-3.0-only", "AGPL-3.0-or-later")
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason="the shared spec is not next to this checkout")
+def test_spec_example_copy_is_current() -> None:
+    block = re.search(r"```yaml\n(.*?)```", SPEC.read_text(), re.S)
+    assert block is not None
+    assert block.group(1) == (DATA / "spec-example.yaml").read_text()
+
+
+def test_default_policy_path_prefers_local_file(tmp_path: Path) -> None:
+    bundled = default_policy_path(tmp_path)
+    assert bundled.name == "k2.yaml" and isinstance(load_policy(bundled), Policy)
+    local = tmp_path / "imgcheck.yaml"
+    local.write_text((DATA / "minimal.yaml").read_text())
+    assert default_policy_path(tmp_path) == local
+
+
+# --- values and merge semantics -------------------------------------------------------------------
+
+
+def test_units_and_merge_semantics() -> None:
+    policy = load_policy(DATA / "overrides.yaml")
+    a, b = policy.images
+    assert policy.registry == a.registry == "localhost:5000"
+    assert b.registry == "mirror.example:8443"
+    size = a.rules["size"]
+    assert isinstance(size.max_compressed, ByteSize) and size.max_compressed == 500_000_000
+    assert isinstance(size.max_growth, Percent) and size.max_growth == pytest.approx(0.025)
+    assert size.mode == "warn"
+    assert a.rules["smoke"].timeout == dt.timedelta(minutes=15)
+    assert a.rules["vulnerabilities"].max_age == dt.timedelta(days=7)
+    assert a.rules["vulnerabilities"].fail_on == ("CRITICAL", "HIGH")
+    assert "smoke" not in b.rules  # `smoke: false` turns a default rule off for one image
+    assert "tags" in b.rules and "tags" not in a.rules  # an image may add a rule, `{}` = its defaults
+    assert b.rules["labels"].version_matches_tag is True  # overridden key ...
+    assert b.rules["labels"].required == ("org.opencontainers.image.version",)  # ... others kept
+    assert b.rules["signature"].keyless.identity.pattern == r"https://github\.com/org/.+"
+    assert list(b.rules) == [r for r in all_rules() if r in b.rules]  # report order, not file order
+    assert load_policy(DATA / "minimal.yaml").images[0].rules["size"].max_compressed == 1.5 * 1024**3
+
+
+def test_empty_rule_means_defaults_for_every_rule(tmp_path: Path) -> None:
+    rules = "".join(f"  {rule_id}:\n" for rule_id in all_rules())
+    text = f"version: 1\nimages: [{{name: a, repository: o/a}}]\nrules:\n{rules}"
+    image = load_policy(write(tmp_path, text)).images[0]
+    for rule_id, spec in all_rules().items():
+        if all(not _required(f) for f in dataclasses.fields(spec.config)):
+            assert image.rules[rule_id] == spec.config()
+
+
+def _required(f: dataclasses.Field) -> bool:  # type: ignore[type-arg]
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def test_every_rule_config_uses_supported_types() -> None:
+    """Guards rule authors: a new key with a type the loader cannot parse fails here, not at runtime."""
+    for spec in all_rules().values():
+        assert issubclass(spec.config, RuleConfig)
+        assert spec.config.__dataclass_params__.frozen  # type: ignore[attr-defined]
+        for name in init_fields(spec.config):
+            check_annotation(field_types(spec.config)[name])
+
+
+def test_explain_renders_units_and_modes() -> None:
+    lines = explain(load_policy(DATA / "overrides.yaml"))
+    assert lines[0].endswith("policy version 1, 2 images, registry localhost:5000")
+    assert "a: localhost:5000/org/a" in lines
+    assert "b: mirror.example:8443/org/b" in lines
+    text = "\n".join(lines)
+    assert "500.0 MB" in text and "2.5%" in text and "[warn only]" in text
+    assert "15 min" in text and "7 d" in text
+    b_lines = lines[lines.index("b: mirror.example:8443/org/b") :]
+    assert not any(line.startswith("  smoke:") for line in b_lines)
+
+
+def _known(rule_id: str) -> str:
+    """The key list an unknown-key error offers: the rule's own keys first, `mode` last."""
+    names = list(init_fields(all_rules()[rule_id].config))
+    assert names[-1] == "mode" and names[0] != "mode"
+    return ", ".join(names)
+
+
+def test_known_keys_list_rule_keys_in_declaration_order() -> None:
+    assert _known("labels").startswith("required, match, version_matches_tag, created_not_in_future")
+    assert _known("size").startswith("max_compressed, max_uncompressed, max_growth")
+
+
+# --- every kind of mistake, with its line -------------------------------------------------------
+
+BASE = """\
+version: 1
+images:
+  - name: producer
+    repository: org/producer
+  - name: consumer
+    repository: org/consumer
+rules:
+  labels:
+    required: [org.opencontainers.image.version]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            BASE + "registy: ghcr.io\n",
+            "policy.yaml:10: registy: unknown key (known: version, registry, images, rules)",
+            id="unknown-top-key",
+        ),
+        pytest.param(
+            BASE + "    requird: [x]\n",
+            f"policy.yaml:10: rules.labels.requird: unknown key (known: {_known('labels')})",
+            id="typo-rule-key",
+        ),
+        pytest.param(
+            BASE.replace(
+                "    repository: org/consumer\n",
+                "    repository: org/consumer\n    rules:\n      size:\n        max_compresed: 1GB\n",
+            ),
+            f"policy.yaml:9: images[1].rules.size.max_compresed: unknown key (known: {_known('size')})",
+            id="typo-in-image-override",
+        ),
+        pytest.param(
+            BASE + "  sise: {max_compressed: 1GB}\n",
+            f"policy.yaml:10: rules.sise: unknown rule (known: {', '.join(all_rules())})",
+            id="unknown-rule",
+        ),
+        pytest.param(
+            BASE + '    created_not_in_future: "yes"\n',
+            "policy.yaml:10: rules.labels.created_not_in_future: expected true or false, got a string ('yes')",
+            id="string-for-bool",
+        ),
+        pytest.param(
+            BASE + "    match: [a, b]\n",
+            "policy.yaml:10: rules.labels.match: expected a mapping, got a list",
+            id="list-for-mapping",
+        ),
+        pytest.param(
+            BASE + "    match:\n      org.opencontainers.image.source: '[unclosed'\n",
+            "policy.yaml:11: rules.labels.match.org.opencontainers.image.source: bad regular expression "
+            "'[unclosed': unterminated character set at position 0",
+            id="bad-regex",
+        ),
+        pytest.param(
+            BASE + "  size:\n    max_compressed: 500 MBs\n",
+            "policy.yaml:11: rules.size.max_compressed: bad size: expected a size like 500MB or 1.5GiB, got '500 MBs'",
+            id="bad-size",
+        ),
+        pytest.param(
+            BASE + "  size: {max_growth: 10}\n",
+            "policy.yaml:10: rules.size.max_growth: expected a percentage, got a number (10) (like 10%)",
+            id="number-for-percent",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    timeout: soon\n",
+            "policy.yaml:11: rules.smoke.timeout: bad duration: expected a duration like 30s, 15m, 24h or 7d, "
+            "got 'soon' (like 30s, 15m, 24h or 7d)",
+            id="bad-duration",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    fail_on: [CRITICAL, SEVERE]\n",
+            "policy.yaml:11: rules.vulnerabilities.fail_on[1]: unknown value 'SEVERE' "
+            "(allowed: CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN)",
+            id="bad-literal",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    ignore:\n      - id: CVE-1\n        reason: x\n        expires: someday\n",
+            "policy.yaml:14: rules.vulnerabilities.ignore[0].expires: expected a date, got a string "
+            "('someday') (like 2027-01-31)",
+            id="bad-date",
+        ),
+        pytest.param(
+            BASE + "  sbom: {min_components: true}\n",
+            "policy.yaml:10: rules.sbom.min_components: expected a whole number, got a boolean (true)",
+            id="bool-for-int",
+        ),
+        pytest.param(
+            BASE + "  smoke: {args: [--version, 1]}\n",
+            "policy.yaml:10: rules.smoke.args[1]: expected a string, got a number (1) (quote the value)",
+            id="int-for-str",
+        ),
+        pytest.param(
+            BASE + "  platforms: {required: linux/amd64}\n",
+            "policy.yaml:10: rules.platforms.required: expected a list, got a string ('linux/amd64') "
+            "(write [a, b] or one '- item' per line)",
+            id="string-for-list",
+        ),
+        pytest.param(
+            BASE + "  signature:\n    keyless:\n      issuer: https://token.actions.githubusercontent.com\n",
+            "policy.yaml:11: rules.signature.keyless: missing required key: identity",
+            id="missing-required-field",
+        ),
+        pytest.param(
+            BASE + "  labels:\n    created_not_in_future: true\n",
+            "policy.yaml:10: rules.labels: duplicate key (first defined on line 8) (keep only one)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            BASE + "    required: []\n",
+            "policy.yaml:10: rules.labels.required: duplicate key (first defined on line 9) (keep only one)",
+            id="duplicate-nested-key",
+        ),
+        pytest.param(
+            BASE.replace("version: 1", "version: 2"),
+            "policy.yaml:1: version: unsupported policy version 2 (this imgcheck reads version 1; "
+            "upgrade imgcheck for newer policies)",
+            id="version-2",
+        ),
+        pytest.param(
+            BASE.replace("version: 1", "version: '1'"),
+            "policy.yaml:1: version: unsupported policy version '1'",
+            id="version-as-string",
+        ),
+        pytest.param(
+            BASE.replace("version: 1\n", ""),
+            "policy.yaml:1: missing required key: version (add 'version: 1' at the top)",
+            id="missing-version",
+        ),
+        pytest.param("", "policy.yaml:1: the policy is empty", id="empty-file"),
+        pytest.param("# only a comment\n\n", "policy.yaml:1: the policy is empty", id="comment-only"),
+        pytest.param("- version: 1\n", "policy.yaml:1: the policy must be a mapping, got a list", id="list-top"),
+        pytest.param("version: 1\nimages: [\n  {name: a\n", "policy.yaml:4: invalid YAML: ", id="invalid-yaml"),
+        pytest.param("version: 1\n\tregistry: x\n", "policy.yaml:2: invalid YAML: ", id="tab-indentation"),
+        pytest.param(
+            BASE.replace("name: consumer", "name: producer"),
+            "policy.yaml:5: images[1]: duplicate image name 'producer' (also on line 3)",
+            id="duplicate-image-names",
+        ),
+        pytest.param(
+            "version: 1\nimages: []\n",
+            "policy.yaml:2: images: expected a non-empty list of images, got an empty list",
+            id="no-images",
+        ),
+        pytest.param(
+            "version: 1\nimages:\n  - name: a\n    repository: o/a\n",
+            "policy.yaml:3: images[0]: image 'a' has no rules, so nothing would be checked",
+            id="no-rules",
+        ),
+        pytest.param(
+            BASE.replace("org/consumer", "Org/Consumer"),
+            "policy.yaml:6: images[1].repository: invalid value 'Org/Consumer' (a lower-case path",
+            id="bad-repository",
+        ),
+        pytest.param(
+            BASE.replace("version: 1\n", "version: 1\nregistry: https://ghcr.io\n"),
+            "policy.yaml:2: registry: invalid value 'https://ghcr.io' (a host[:port]",
+            id="registry-url",
+        ),
+        pytest.param(
+            BASE.replace("  - name: consumer\n", "  - name: ../consumer\n"),
+            "policy.yaml:5: images[1].name: invalid value '../consumer'",
+            id="path-in-name",
+        ),
+        pytest.param(
+            BASE.replace("    repository: org/producer\n", ""),
+            "policy.yaml:3: images[0]: missing required key: repository",
+            id="missing-repository",
+        ),
+        pytest.param(
+            BASE + "  size: [500MB]\n",
+            "policy.yaml:10: rules.size: expected the rule's settings as a mapping, got a list",
+            id="rule-as-list",
+        ),
+        pytest.param(
+            BASE + "  smoke: !!python/object/apply:os.system [echo pwned]\n",
+            "policy.yaml:10: rules.smoke: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+            id="python-tag",
+        ),
+        pytest.param(
+            BASE + "  size: !!binary aGVsbG8=\n",
+            "policy.yaml:10: rules.size: YAML tag 'tag:yaml.org,2002:binary' is not allowed",
+            id="binary-tag",
+        ),
+        pytest.param(
+            BASE + "  tags: &t {required: [*t]}\n",
+            "policy.yaml:10: rules.tags.required[0]: a YAML alias refers to the value that contains it",
+            id="alias-cycle",
+        ),
+        pytest.param(
+            BASE + "  size: &s {max_compressed: 1GB}\n  smoke:\n    <<: *s\n",
+            "policy.yaml:12: rules.smoke: YAML merge keys (<<) are not supported",
+            id="merge-key",
+        ),
+        pytest.param(
+            BASE + "  smoke: {1: x}\n",
+            "policy.yaml:10: rules.smoke: key 1 is not a string (quote it)",
+            id="non-string-key",
+        ),
+        pytest.param(
+            BASE + "  smoke: {timeout: 99999999999999999d}\n",
+            "policy.yaml:10: rules.smoke.timeout: bad duration: ",
+            id="duration-overflow",
+        ),
+    ],
+)
+def test_policy_errors_name_file_line_key_and_fix(tmp_path: Path, text: str, expected: str) -> None:
+    assert error_of(tmp_path, text).startswith(expected)
+
+
+def test_runaway_aliases_are_refused(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 7)]
+    message = error_of(tmp_path, "\n".join(lines) + "\n")
+    assert "more than 100000 values" in message
+
+
+def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read the policy"):
+        load_policy(tmp_path / "missing.yaml")
+    with pytest.raises(PolicyError, match="cannot read the policy"):
+        load_policy(tmp_path)  # a directory
+    assert error_of(tmp_path, b"version: 1\nregistry: gh\xffcr.io\n").startswith("policy.yaml:2: ")
+
+
+def test_quoted_yes_is_not_a_bool_but_yaml_true_is(tmp_path: Path) -> None:
+    ok = load_policy(write(tmp_path, BASE + "    created_not_in_future: true\n"))
+    assert ok.images[0].rules["labels"].created_not_in_future is True
+
+
+# --- property: anything in, a Policy or a PolicyError out ---------------------------------------
+
+_FIELD_NAMES = sorted({n for s in all_rules().values() for n in init_fields(s.config)} | {"keyless", "issuer"})
+_KEYS = st.sampled_from(
+    [*_FIELD_NAMES, *all_rules(), "version", "registry", "images", "rules", "name", "repository", "<<", "1"]
+) | st.text(max_size=6)
+_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats()
+    | st.dates()
+    | st.text(max_size=12)
+    | st.sampled_from(
+        [
+            "500MB",
+            "1.5GiB",
+            "10%",
+            "24h",
+            "30s",
+            "2027-01-31",
+            "[bad",
+            "(?i).*",
+            "linux/amd64",
+            "CRITICAL",
+            "cyclonedx",
+            "warn",
+            "enforce",
+            "org/app",
+            "ghcr.io",
+            "main-[0-9a-f]{7}",
+            "1e309d",
+            "9" * 30 + "d",
+        ]
+    )
+)
+_VALUES = st.recursive(
+    _LEAVES, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3), max_leaves=12
+)
+
+
+def _mostly(good: st.SearchStrategy[object], other: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """`good` 9 times in 10, so most examples get past the first check and reach the rule parser."""
+    return st.integers(0, 9).flatmap(lambda n: good if n else other)
+
+
+_RULE_SETTINGS = st.none() | st.booleans() | st.dictionaries(st.sampled_from(_FIELD_NAMES), _VALUES, max_size=4)
+_RULES = st.dictionaries(st.sampled_from([*all_rules(), "sise"]), _RULE_SETTINGS, max_size=4)
+_IMAGE = st.fixed_dictionaries(
+    {
+        "name": _mostly(st.sampled_from(["a", "b", "c"]), _LEAVES),
+        "repository": _mostly(st.sampled_from(["o/a", "o/b"]), _LEAVES),
+    },
+    optional={
+        "registry": _mostly(st.just("localhost:5000"), _LEAVES),
+        "rules": _mostly(_RULES, _VALUES),
+        "extra": _VALUES,
+    },
+)
+_POLICY = st.fixed_dictionaries(
+    {"version": _mostly(st.just(1), _LEAVES), "images": _mostly(st.lists(_IMAGE, min_size=1, max_size=3), _VALUES)},
+    optional={"registry": _mostly(st.just("ghcr.io"), _LEAVES), "rules": _mostly(_RULES, _VALUES)},
+)
+_YAML_TEXT = st.text(alphabet=" \n\t:-[]{}#&*!|>'\",?%@`~.0123456789abcdefgtruenulxyz<", max_size=120)
+_K2_LINES = (PACKAGE_POLICIES / "k2.yaml").read_text().splitlines()
+
+
+def _assert_policy_or_policy_error(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            policy = load_policy(path)
+        except PolicyError as exc:
+            message = str(exc)
+            assert message.startswith(str(path)) and "\n" not in message
+            return
+    assert isinstance(policy, Policy) and policy.images
+    for image in policy.images:
+        assert image.rules and all(isinstance(c, RuleConfig) for c in image.rules.values())
+
+
+_PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@_PROPERTY
+@given(_POLICY, st.booleans())
+def test_random_policy_structures_load_or_raise_policy_error(doc: dict[str, object], flow: bool) -> None:
+    _assert_policy_or_policy_error(yaml.safe_dump(doc, default_flow_style=flow, allow_unicode=True))
+
+
+@_PROPERTY
+@given(_YAML_TEXT)
+def test_random_yaml_text_loads_or_raises_policy_error(text: str) -> None:
+    _assert_policy_or_policy_error(text)
+
+
+@_PROPERTY
+@given(st.data())
+def test_mutated_k2_policy_loads_or_raises_policy_error(data: st.DataObject) -> None:
+    lines = list(_K2_LINES)
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.integers(0, len(lines) - 1))
+        key, _sep, _value = lines[index].partition(":")
+        replacement = data.draw(_LEAVES.map(lambda v: yaml.safe_dump(v, default_flow_style=True).strip()))
+        action = data.draw(st.sampled_from(["value", "delete", "duplicate", "indent"]))
+        if action == "value":
+            lines[index] = f"{key}: {replacement.splitlines()[0] if replacement else ''}"
+        elif action == "delete":
+            del lines[index]
+        elif action == "duplicate":
+            lines.insert(index, lines[index])
+        else:
+            lines[index] = "  " + lines[index]
+    _assert_policy_or_policy_error("\n".join(lines) + "\n")
