@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from imgcheck.errors import UsageError
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_TAG_RE = re.compile(r"\w[\w.-]{0,127}", re.ASCII)  # ASCII: \w alone admits any Unicode letter
 _REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
@@ -84,8 +84,8 @@ def parse_reference(text: str, default_registry: str = "docker.io") -> Reference
         registry, repository = parts[0], "/".join(parts[1:])
     else:
         registry, repository = default_registry, raw
-        if registry == "docker.io" and "/" not in repository:
-            repository = f"library/{repository}"
+    if registry in ("docker.io", "index.docker.io") and "/" not in repository:
+        registry, repository = "docker.io", f"library/{repository}"  # as docker does for `docker.io/ubuntu`
     if not _REPO_RE.fullmatch(repository):
         raise UsageError(f"bad repository name in {text!r}: lowercase letters, digits and . _ - / only")
     if tag is None and digest is None:

@@ -44,6 +44,8 @@ class RegistryServer:
     root: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""
+    """YAML appended to the server's config.yml (e.g. an `auth:` section for auth tests)."""
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,7 +71,7 @@ class RegistryServer:
             "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
             "  cache:\n    blobdescriptor: inmemory\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: imgcheck-test-only\n"
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: imgcheck-test-only\n" + self.extra_config
         )
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -80,7 +82,7 @@ class RegistryServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"docker-registry exited early; see {self.log_path}")
             try:
-                if requests.get(f"{self.url}/v2/", timeout=1).status_code == 200:
+                if requests.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
                     return self
             except requests.ConnectionError:
                 pass
