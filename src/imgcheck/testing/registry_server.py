@@ -44,6 +44,8 @@ class RegistryServer:
     root: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    owns_root: bool = False
+    """Remove `root` on stop (when start_registry made it)."""
     extra_config: str = ""
     """YAML appended to the server's config.yml (e.g. an `auth:` section for auth tests)."""
     log_path: Path = field(init=False)
@@ -99,6 +101,8 @@ class RegistryServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+        if self.owns_root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def blob_path(self, digest: str) -> Path:
         """Where the registry stores a blob's bytes (tests overwrite it to simulate tampering)."""
@@ -127,5 +131,7 @@ class RegistryServer:
 
 def start_registry(root: Path | None = None) -> RegistryServer:
     """A registry with its own temporary storage on a free port, started and answering."""
-    base = root or Path(tempfile.mkdtemp(prefix="imgcheck-registry-"))
-    return RegistryServer(root=base, port=free_port()).start()
+    if root is not None:
+        return RegistryServer(root=root, port=free_port()).start()
+    base = Path(tempfile.mkdtemp(prefix="imgcheck-registry-"))
+    return RegistryServer(root=base, port=free_port(), owns_root=True).start()

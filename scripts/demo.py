@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""The imgcheck demo: a throwaway registry, the sample k2 release, one passing and one failing verify.
+
+    python scripts/demo.py            # from the repository root; needs docker-registry and busybox-static
+
+What a newcomer sees: the three k2 images pass the demo policy (exit 0), then a producer build that lost
+its revision label and runs as root fails it (exit 1). The narration goes to stderr, imgcheck's report to
+stdout. The registry is always stopped and its storage removed. Exits 0 only when both outcomes were as
+expected, 1 when imgcheck answered differently, 2 when the demo itself could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
+
+from fixtures.k2 import CURRENT, publish_sample_release, push_k2_image  # noqa: E402
+from imgcheck.testing.push import Pusher  # noqa: E402
+from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
+
+DEFAULT_POLICY = ROOT / "fixtures" / "demo-policy.yaml"
+CANDIDATE_REPO = "rjdscott/k2-market-data-platform-producer-candidate"
+DROPPED_LABEL = "org.opencontainers.image.revision"
+
+
+def say(message: str) -> None:
+    print(f"\n==> {message}", file=sys.stderr, flush=True)
+
+
+def imgcheck(*args: str) -> int:
+    """Run the real CLI as a user would; its report goes straight to our stdout."""
+    say("$ imgcheck " + shlex.join(args))
+    sys.stdout.flush()
+    return subprocess.run([sys.executable, "-m", "imgcheck", *args], cwd=ROOT, check=False).returncode
+
+
+def run(policy: Path) -> tuple[int, int]:
+    """Publish, verify the release, publish a broken candidate, verify it; the two exit codes."""
+    registry: RegistryServer | None = None
+    try:
+        say("Starting a throwaway OCI registry (Debian's docker-registry, the CNCF distribution server)...")
+        registry = start_registry()
+        host = registry.host
+        say(f"Registry answering on http://{host}. Publishing the sample k2 release the way the k2 pipeline does:")
+        release = publish_sample_release(Pusher(host), host)
+        for image in release.current:
+            print(f"    {image.repository}:{','.join(image.tags)}  {image.digest[:19]}...", file=sys.stderr)
+        print(
+            "    each tag -> an OCI index: linux/amd64 image + buildx attestations (SPDX SBOM, SLSA provenance)",
+            file=sys.stderr,
+        )
+
+        say(
+            "Step 1: verify `latest` of all three images against the demo policy (size, labels, tags, config, "
+            "platforms). This is the healthy release: every rule should pass and the exit code should be 0."
+        )
+        first = imgcheck("verify", "latest", "--registry", host, "--policy", str(policy))
+        say(f"imgcheck exited {first} (expected 0: the release is fit to ship).")
+
+        candidate = push_k2_image(Pusher(host), CANDIDATE_REPO, drop_labels=(DROPPED_LABEL,), user="")
+        reference = candidate.reference(f"main-{CURRENT.sha7}")
+        say(
+            f"Step 2: a broken producer build was pushed to {CANDIDATE_REPO}: its Dockerfile lost the "
+            f"`{DROPPED_LABEL}` label and its `USER` line, so it would run as root. Verify that one reference; "
+            "expect `labels` and `config` to fail, with what to fix, and exit code 1."
+        )
+        second = imgcheck("verify", reference, "--policy", str(policy))
+        say(f"imgcheck exited {second} (expected 1: a rule failed, the pipeline would stop here).")
+        return first, second
+    finally:
+        if registry is not None:
+            registry.stop()
+            shutil.rmtree(registry.root, ignore_errors=True)
+            say("Registry stopped and its storage removed.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policy file (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        first, second = run(args.policy.resolve())
+    except (RuntimeError, OSError) as exc:
+        say(f"The demo could not run: {exc}. Install the services with scripts/setup.sh and retry.")
+        return 2
+    if (first, second) == (0, 1):
+        say("Demo OK: the release passed (exit 0) and the broken build was caught (exit 1).")
+        return 0
+    say(f"Demo FAILED: expected exit codes 0 then 1 from imgcheck, got {first} then {second}.")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
