@@ -1,37 +1,171 @@
-"""vulnerabilities: Trivy results for this digest turned into a verdict (issue: Trivy verdicts)."""
+"""vulnerabilities: Trivy results for this digest turned into a verdict.
+
+`collect` reads the report files (and ignore/VEX files) at the edge; `check` is pure over them.
+Reports attached in the registry (cosign vuln attestations, SARIF referrers) enter through
+`imgcheck.vulns.attached.report_from_attachment`, fed by the supply-chain discovery module.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-from imgcheck.checks.interface import RuleConfig, RuleSpec, not_implemented
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.facts import ImageFacts
+from imgcheck.vulns.message import limit_text
+
+if TYPE_CHECKING:
+    from imgcheck.vulns import waivers as vulns_waivers
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
+RULE_ID = "vulnerabilities"
 
 
 @dataclass(frozen=True)
 class Waiver:
+    """A policy `ignore:` entry: a reason and an expiry are required, so no waiver is forever."""
+
     id: str
     reason: str
     expires: dt.date
+    packages: tuple[str, ...] = ()
+    """Package names or purls (`pkg:deb/debian/libssl3`); empty: every package."""
+
+    def __post_init__(self) -> None:
+        if not self.id.strip():
+            raise ValueError("a waiver needs an `id` (e.g. CVE-2024-1234)")
+        if not self.reason.strip():
+            raise ValueError(f"waiver {self.id} needs a non-empty `reason`")
 
 
 @dataclass(frozen=True)
 class Config(RuleConfig):
     report: str | None = None
+    """Path template of the Trivy report (`{name}`, `{tag}`, `{digest_hex}`), relative to the policy."""
+    bind: Literal["digest", "none"] = "digest"
+    """`none` also accepts reports that name no image (fs scans); the message says so."""
     fail_on: tuple[Severity, ...] = ("CRITICAL",)
     warn_on: tuple[Severity, ...] = ()
     fixable_only: bool = False
     max_age: timedelta | None = None
+    min_cvss: float | None = None
+    """Findings scored below this (highest CVSS of any source) do not count; unscored ones do."""
+    grace_days: int | None = None
+    """A would-fail finding published fewer than N days ago only warns."""
+    deny: tuple[str, ...] = ()
+    """IDs that fail whatever their severity, fix state, waiver or VEX statement."""
     ignore: tuple[Waiver, ...] = ()
+    ignore_files: tuple[str, ...] = ()
+    """`.trivyignore` / `.trivyignore.yaml` files imported as waivers."""
+    vex: tuple[str, ...] = ()
+    """OpenVEX / CycloneDX VEX files; `not_affected` and `fixed` statements for this image suppress."""
+
+    def __post_init__(self) -> None:
+        both = set(self.fail_on) & set(self.warn_on)
+        if both:
+            raise ValueError(f"severities {sorted(both)} are in both fail_on and warn_on; pick one")
+        if self.min_cvss is not None and not 0 <= self.min_cvss <= 10:
+            raise ValueError(f"min_cvss must be between 0 and 10, got {self.min_cvss}")
+        if self.grace_days is not None and self.grace_days < 0:
+            raise ValueError("grace_days cannot be negative")
+
+
+def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
+    """Read this image's candidate reports plus the ignore and VEX files (bounded, fail closed)."""
+    from imgcheck.vulns import files, vex, waivers
+    from imgcheck.vulns.verdict import Evidence
+
+    base = ctx.options.policy_dir
+    if ctx.options.trivy_reports:
+        paths = tuple(ctx.options.trivy_reports)
+    elif config.report:
+        path = base / files.expand_template(config.report, name=facts.name, tag=facts.tag, digest=facts.digest)
+        if not path.exists():
+            return Evidence(searched=(str(path),), waivers=_waivers(config))
+        paths = (path,)
+    else:
+        return Evidence(no_source=True)
+    loaded = files.load_reports(paths)
+    statements: list[vex.VexStatement] = []
+    for name in config.vex:
+        vpath = _resolve(base, name)
+        doc = files.decode_json(files.read_bytes(vpath, files.MAX_SIDE_FILE_BYTES, "VEX"), str(vpath), "VEX")
+        statements += vex.parse_vex(doc, str(vpath), start=len(statements))
+    imported: list[waivers.Waiver] = []
+    for name in config.ignore_files:
+        ipath = _resolve(base, name)
+        imported += waivers.load_ignore_file(ipath, files.read_text(ipath, "ignore file"))
+    return Evidence(
+        reports=loaded.reports,
+        searched=tuple(str(p) for p in paths),
+        skipped=loaded.skipped,
+        waivers=(*_waivers(config), *imported),
+        vex=tuple(statements),
+    )
+
+
+def _resolve(base: Path, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else base / path
+
+
+def _waivers(config: Config) -> tuple[vulns_waivers.Waiver, ...]:
+    from imgcheck.vulns.waivers import policy_waiver
+
+    return tuple(policy_waiver(w.id, w.reason, w.expires, w.packages) for w in config.ignore)
+
+
+def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
+    from imgcheck.verdict import Verdict
+    from imgcheck.vulns.evaluate import Rules
+    from imgcheck.vulns.verdict import Evidence, judge
+
+    evidence = facts.extras.get(RULE_ID)
+    if not isinstance(evidence, Evidence):
+        return [Finding(Verdict.ERROR, "vulnerability reports were not collected for this image (internal error)")]
+    rules = Rules(
+        fail_on=frozenset(config.fail_on),
+        warn_on=frozenset(config.warn_on),
+        fixable_only=config.fixable_only,
+        min_cvss=config.min_cvss,
+        grace_days=config.grace_days,
+        deny=frozenset(config.deny),
+    )
+    result = judge(evidence, facts, rules, max_age=config.max_age, allow_unbound=config.bind == "none", now=run.now)
+    return [Finding(result.verdict, result.message, details=result.details)]
+
+
+def describe(config: Config) -> str:
+    parts = [f"fail on {'/'.join(config.fail_on) or 'nothing'}"]
+    if config.warn_on:
+        parts.append(f"warn on {'/'.join(config.warn_on)}")
+    if config.fixable_only:
+        parts.append("fixable only")
+    if config.min_cvss is not None:
+        parts.append(f"CVSS ≥ {config.min_cvss:g}")
+    if config.grace_days:
+        parts.append(f"{config.grace_days} d grace")
+    if config.deny:
+        parts.append(f"{len(config.deny)} denied IDs")
+    if config.max_age is not None:
+        parts.append(f"report max {limit_text(config.max_age)} old")
+    if config.ignore or config.ignore_files:
+        parts.append(f"{len(config.ignore)} waivers + {len(config.ignore_files)} ignore files")
+    if config.vex:
+        parts.append(f"{len(config.vex)} VEX files")
+    source = config.report or "--trivy-report"
+    bind = "any report naming no image too (bind: none)" if config.bind == "none" else "bound by digest"
+    return f"Trivy report {source}, {bind}: " + ", ".join(parts)
 
 
 RULE = RuleSpec(
-    id="vulnerabilities",
+    id=RULE_ID,
     summary="the Trivy report for this digest is fresh and holds no finding of a fail_on severity",
     config=Config,
-    check=not_implemented("vulnerabilities"),
+    check=check,
+    collect=collect,
+    describe=describe,
 )
