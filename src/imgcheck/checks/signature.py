@@ -1,17 +1,27 @@
-"""signature: a cosign / Sigstore signature over this exact digest (issue: supply chain)."""
+"""signature: a cosign / Sigstore signature over this exact digest.
+
+Key-based cosign `.sig` signatures are verified with `cryptography`; Sigstore bundles (cosign v3
+referrers) offline with sigstore-python, issuer AND identity both required. A multi-platform index is
+signed on the index digest (cosign signs the index unless --recursive), so that is what is checked.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from imgcheck.checks.interface import RuleConfig, RuleSpec, not_implemented
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.facts import ImageFacts
+from imgcheck.verdict import Verdict
 
 
 @dataclass(frozen=True)
 class Keyless:
     issuer: str
+    """OIDC issuer, exact (e.g. https://token.actions.githubusercontent.com)."""
     identity: re.Pattern[str]
+    """Full match against the certificate SAN (the workflow URI for GitHub Actions)."""
 
 
 @dataclass(frozen=True)
@@ -21,9 +31,80 @@ class Config(RuleConfig):
     trusted_root: str | None = None
 
 
+def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
+    from imgcheck.supplychain import evidence
+
+    trust = evidence.build_trust(
+        config.keys,
+        config.keyless.issuer if config.keyless else None,
+        config.keyless.identity.pattern if config.keyless else None,
+        config.trusted_root,
+        ctx.options.policy_dir,
+    )
+    return evidence.collect(ctx, facts, "signature", trust)
+
+
+def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
+    from imgcheck.supplychain.attestations import check_attestation
+    from imgcheck.supplychain.evidence import Evidence
+    from imgcheck.supplychain.outcome import Outcome
+    from imgcheck.supplychain.simplesigning import verify_simplesigning
+
+    ev = facts.extras.get("signature")
+    if not isinstance(ev, Evidence):
+        return [Finding(Verdict.ERROR, "signature evidence was not collected for this image")]
+    if ev.trust.empty:
+        return [Finding(Verdict.ERROR, "the signature rule names neither keys nor keyless issuer + identity")]
+    digests = [facts.digest]
+    outcomes: list[Outcome] = []
+    for att in ev.found.attachments:
+        if att.kind == "simplesigning":
+            outcomes.append(verify_simplesigning(att, facts.digest, ev.trust))
+        elif att.kind in ("bundle", "dsse"):
+            outcomes.append(check_attestation(att, digests, ev.trust))
+    return [judge(outcomes, ev.found.looked, facts.digest)]
+
+
+def judge(outcomes: Sequence[object], looked: tuple[str, ...], digest: str) -> Finding:
+    """Any verified signature passes; a known limit is an error; otherwise the reasons it failed."""
+    from imgcheck.supplychain.outcome import Outcome
+
+    results = [o for o in outcomes if isinstance(o, Outcome)]
+    details = {
+        "checked": [{"origin": o.origin, "status": o.status, "message": o.message, **o.details} for o in results]
+    }
+    verified = [o for o in results if o.verified]
+    if verified:
+        return Finding(Verdict.PASS, verified[0].message, details=details)
+    unsupported = [o for o in results if o.status == "unsupported"]
+    if unsupported:
+        return Finding(Verdict.ERROR, f"{unsupported[0].origin}: {unsupported[0].message}", details=details)
+    if results:
+        reasons = "; ".join(f"{o.origin}: {o.message}" for o in results[:3])
+        return Finding(Verdict.FAIL, f"no signature over {digest[:19]}… verifies: {reasons}", details=details)
+    return Finding(
+        Verdict.FAIL,
+        f"no signature found for {digest[:19]}… (looked at {', '.join(looked)}); sign it with "
+        f"`cosign sign --key …` or keyless in CI",
+        details=details,
+    )
+
+
+def describe(config: Config) -> str:
+    parts = []
+    if config.keys:
+        parts.append(f"cosign keys {', '.join(config.keys)}")
+    if config.keyless:
+        parts.append(f"keyless issuer {config.keyless.issuer} + identity /{config.keyless.identity.pattern}/")
+    root = f", trusted root {config.trusted_root}" if config.trusted_root else ""
+    return f"signature over the digest by {' or '.join(parts) or 'NOTHING (configure keys or keyless)'}{root}"
+
+
 RULE = RuleSpec(
     id="signature",
     summary="a signature over this exact digest verifies with a policy key or the keyless identity",
     config=Config,
-    check=not_implemented("signature"),
+    check=check,
+    collect=collect,
+    describe=describe,
 )
