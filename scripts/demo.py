@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
 from fixtures.k2 import CURRENT, publish_sample_release, push_k2_image  # noqa: E402
+from fixtures.security import BUSYBOX_ASH_OVERFLOW, XZ_BACKDOOR, secure_image, secure_images  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
 
@@ -57,22 +58,35 @@ def run(policy: Path) -> tuple[int, int]:
             "    each tag -> an OCI index: linux/amd64 image + buildx attestations (SPDX SBOM, SLSA provenance)",
             file=sys.stderr,
         )
+        reports = registry.root / "reports"
+        secure_images(Pusher(host), release.current, reports)
+        print(
+            "    signed with the TEST key fixtures/keys/demo-cosign.key (cosign layout), a signed SLSA v1\n"
+            f"    provenance attached, and a Trivy JSON report per image written to {reports}\n"
+            "    (a CRITICAL busybox finding, CVE-2022-48174, is waived in the policy with a reason and expiry)",
+            file=sys.stderr,
+        )
 
         say(
             "Step 1: verify `latest` of all three images against the demo policy (size, labels, tags, config, "
-            "platforms). This is the healthy release: every rule should pass and the exit code should be 0."
+            "platforms, signature, SBOM, provenance, vulnerabilities). This is the healthy release: every rule "
+            "should pass and the exit code should be 0."
         )
-        first = imgcheck("verify", "latest", "--registry", host, "--policy", str(policy))
+        first = imgcheck(
+            "verify", "latest", "--registry", host, "--policy", str(policy), "--trivy-report", str(reports)
+        )
         say(f"imgcheck exited {first} (expected 0: the release is fit to ship).")
 
         candidate = push_k2_image(Pusher(host), CANDIDATE_REPO, drop_labels=(DROPPED_LABEL,), user="")
+        secure_image(Pusher(host), candidate, reports, findings=(BUSYBOX_ASH_OVERFLOW, XZ_BACKDOOR))
         reference = candidate.reference(f"main-{CURRENT.sha7}")
         say(
             f"Step 2: a broken producer build was pushed to {CANDIDATE_REPO}: its Dockerfile lost the "
-            f"`{DROPPED_LABEL}` label and its `USER` line, so it would run as root. Verify that one reference; "
-            "expect `labels` and `config` to fail, with what to fix, and exit code 1."
+            f"`{DROPPED_LABEL}` label and its `USER` line, so it would run as root, and its base image ships the "
+            "backdoored xz (CVE-2024-3094, CRITICAL, fixable). Verify that one reference; expect `labels`, "
+            "`config` and `vulnerabilities` to fail, each saying what to fix, and exit code 1."
         )
-        second = imgcheck("verify", reference, "--policy", str(policy))
+        second = imgcheck("verify", reference, "--policy", str(policy), "--trivy-report", str(reports))
         say(f"imgcheck exited {second} (expected 1: a rule failed, the pipeline would stop here).")
         return first, second
     finally:
