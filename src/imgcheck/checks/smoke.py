@@ -1,25 +1,238 @@
-"""smoke: run the image with `--version` in a locked-down container (issue: smoke runs)."""
+"""smoke: run the image (by digest) in a locked-down container and judge its exit code and output.
+
+`collect` does the engine work (imgcheck.engine); `check` is pure: it judges the evidence that
+`collect` stored in `facts.extras["smoke"]`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from imgcheck.checks.interface import RuleConfig, RuleSpec, not_implemented
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.engine.run import RunResult, RunSpec
+from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
+from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.policy.types import ByteSize, format_bytes, format_duration
+from imgcheck.verdict import Verdict
+
+VERSION_LABEL = "org.opencontainers.image.version"
+LAST_LINES = 5
+LINE_CHARS = 200
+DETAIL_TAIL_CHARS = 4096
+DEFAULT_MEMORY = ByteSize(256 * 1024 * 1024)
+MIN_MEMORY = 6 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Config(RuleConfig):
     command: tuple[str, ...] | None = None
+    """Replaces the image's ENTRYPOINT (as container-structure-test's `command`)."""
     args: tuple[str, ...] = ("--version",)
+    """Appended to the entrypoint (or to `command`); they replace the image's CMD."""
     expect_exit: int = 0
     expect_output: str | None = None
+    """Regex searched in stdout+stderr; `{version}` is the image's version label, regex-escaped."""
     timeout: timedelta = timedelta(seconds=30)
+    memory: ByteSize = DEFAULT_MEMORY
+    pids: int = 128
+    user: str | None = None
+    """Run as this user instead of the image's own."""
+    tmpfs: bool = False
+    """Mount a writable tmpfs on /tmp (the root filesystem stays read-only)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Policy mistakes are caught when the policy loads, not after a pull."""
+        if self.timeout.total_seconds() <= 0:
+            raise ValueError("smoke `timeout` must be positive (e.g. 30s)")
+        if int(self.memory) < MIN_MEMORY:
+            raise ValueError(f"smoke `memory` must be at least 6MiB (the engine's minimum), got {int(self.memory)}")
+        if self.pids < 1:
+            raise ValueError(f"smoke `pids` must be at least 1, got {self.pids}")
+        if self.command is not None and not self.command:
+            raise ValueError("smoke `command` must name a program (e.g. [python, -m, app]); leave it out instead")
+        if self.expect_output is not None:
+            try:
+                re.compile(self.expect_output.replace("{version}", "v"))
+            except re.error as exc:
+                raise ValueError(f"smoke `expect_output` {self.expect_output!r} is not a valid regex: {exc}") from None
+
+
+def run_spec(config: Config) -> RunSpec:
+    return RunSpec(
+        command=config.command,
+        args=config.args,
+        timeout=config.timeout.total_seconds(),
+        memory=int(config.memory),
+        pids=config.pids,
+        user=config.user,
+        tmpfs=config.tmpfs,
+        env=dict(config.env),
+    )
+
+
+def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> SmokeEvidence:
+    """Pull by digest and run each runnable platform; with --no-smoke, touch no engine at all."""
+    if ctx.options.no_smoke:
+        return SmokeEvidence(skipped="--no-smoke given")
+    return smoke_image(
+        facts,
+        run_spec(config),
+        keep_images=ctx.options.keep_images,
+        only_platform=ctx.options.platform,
+        progress=ctx.progress,
+    )
+
+
+def measure_uncompressed(ctx: CollectContext, facts: ImageFacts) -> Mapping[str, int]:
+    """platform -> size the engine reports after a pull, for `size.max_uncompressed` without smoke."""
+    evidence = smoke_image(
+        facts, None, keep_images=ctx.options.keep_images, only_platform=ctx.options.platform, progress=ctx.progress
+    )
+    return evidence.uncompressed_sizes
+
+
+def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
+    if run.options.no_smoke:
+        return [Finding(Verdict.SKIP, "--no-smoke given: the image was not run")]
+    evidence = facts.extras.get("smoke")
+    if not isinstance(evidence, SmokeEvidence):
+        return [Finding(Verdict.ERROR, "the image was not run: no smoke evidence was collected for it")]
+    if evidence.skipped:
+        return [Finding(Verdict.SKIP, f"{evidence.skipped}: the image was not run")]
+    if not evidence.runs:
+        return [Finding(Verdict.ERROR, "no platform of the image was selected to run (check --platform)")]
+    by_platform = {p.platform: p for p in facts.platforms}
+    return [_judge_platform(r, by_platform.get(r.platform), facts, config, evidence.engine) for r in evidence.runs]
+
+
+def _judge_platform(
+    run: PlatformRun, platform: PlatformFacts | None, facts: ImageFacts, config: Config, engine: str | None
+) -> Finding:
+    details: dict[str, Any] = {"reference": run.reference, "engine": engine}
+    if run.uncompressed_size is not None:
+        details["uncompressed_size"] = run.uncompressed_size
+    if run.skipped:
+        return Finding(Verdict.SKIP, f"not run: {run.skipped}", run.platform, details)
+    if run.error or run.result is None:
+        return Finding(Verdict.ERROR, f"could not run: {run.error or 'no result'}", run.platform, details)
+    result = run.result
+    argv = _argv(config, platform)
+    details.update(
+        command=argv,
+        exit_code=result.exit_code,
+        expected_exit=config.expect_exit,
+        seconds=round(result.seconds, 3),
+        output_bytes=result.output_bytes,
+        output_tail=result.output[-DETAIL_TAIL_CHARS:],
+        emulated=run.emulated,
+    )
+    verdict, message = judge(result, config, platform, (platform.labels if platform else facts.labels))
+    return Finding(verdict, f"`{shlex.join(argv)}` {message}", run.platform, details)
+
+
+def judge(
+    result: RunResult, config: Config, platform: PlatformFacts | None, labels: Mapping[str, str]
+) -> tuple[Verdict, str]:
+    """The verdict and the message's tail for one finished (or killed) run."""
+    last = _last_lines(result.output)
+    if result.timed_out:
+        return Verdict.FAIL, (
+            f"timed out after {format_duration(config.timeout.total_seconds())}: the container was killed and "
+            f"removed (last output: {last}); make `args` print and exit, or raise `timeout:`"
+        )
+    if result.oom_killed:
+        return Verdict.FAIL, (
+            f"was killed by the memory limit ({memory_text(int(config.memory))}) with exit {result.exit_code} "
+            f"(last output: {last}); raise `memory:` if the image needs more"
+        )
+    if result.exit_code is None:
+        return Verdict.ERROR, f"could not be started by the engine: {result.start_error or 'no exit code'}"
+    if result.exit_code != config.expect_exit:
+        return Verdict.FAIL, (
+            f"exited {result.exit_code}, expected {config.expect_exit} (last output: {last})"
+            + _no_entrypoint_hint(result.exit_code, config, platform)
+        )
+    if config.expect_output is None:
+        return Verdict.PASS, f"exited {result.exit_code} as expected in {result.seconds:.1f} s"
+    pattern = config.expect_output
+    if "{version}" in pattern:
+        version = labels.get(VERSION_LABEL, "")
+        if not version:
+            return Verdict.FAIL, (
+                f"exited {result.exit_code}, but expect_output uses {{version}} and the image has no "
+                f"{VERSION_LABEL} label: add the label at build time or drop {{version}} from expect_output"
+            )
+        pattern = pattern.replace("{version}", re.escape(version))
+    try:
+        found = re.search(pattern, result.output)
+    except re.error as exc:
+        return Verdict.ERROR, f"expect_output {config.expect_output!r} is not a valid regular expression: {exc}"
+    if found is None:
+        return Verdict.FAIL, (
+            f"exited {result.exit_code} but its output does not match /{pattern}/ (last output: {last}); "
+            "the image may report a different version than its label"
+        )
+    return Verdict.PASS, f"exited {result.exit_code} and printed {found.group(0).strip()[:LINE_CHARS]!r}"
+
+
+def _no_entrypoint_hint(exit_code: int, config: Config, platform: PlatformFacts | None) -> str:
+    """The k2 case: no ENTRYPOINT, so `args` replaced the CMD and became the program to run."""
+    if exit_code not in (126, 127) or config.command is not None or not config.args or platform is None:
+        return ""
+    image_config = platform.config.get("config") or {}
+    if image_config.get("Entrypoint"):
+        return ""
+    cmd = image_config.get("Cmd") or []
+    example = ", ".join(str(c) for c in cmd) if cmd else "/path/to/program"
+    return (
+        f"; the image has no ENTRYPOINT, so args {list(config.args)} replaced its CMD {cmd} and the engine "
+        f"tried to run {config.args[0]!r} as a program: set `command:` to what should answer "
+        f"(e.g. command: [{example}]) or give the image an ENTRYPOINT"
+    )
+
+
+def _argv(config: Config, platform: PlatformFacts | None) -> list[str]:
+    """What the container ran, as Docker merges it: entrypoint (or command) + args (or the image's CMD)."""
+    image_config = (platform.config.get("config") or {}) if platform else {}
+    entry: Sequence[str] = config.command if config.command is not None else (image_config.get("Entrypoint") or [])
+    rest: Sequence[str] = config.args or ([] if config.command is not None else (image_config.get("Cmd") or []))
+    return [str(a) for a in (*entry, *rest)]
+
+
+def _last_lines(output: str) -> str:
+    lines = [line.strip()[:LINE_CHARS] for line in output.splitlines() if line.strip()]
+    if not lines:
+        return "none"
+    return repr(" ⏎ ".join(lines[-LAST_LINES:]))
+
+
+def memory_text(n: int) -> str:
+    """Limits are usually binary (`256MiB`): show them as written."""
+    return f"{n / 2**20:g} MiB" if n % 2**20 == 0 else format_bytes(n)
+
+
+def describe(config: Config) -> str:
+    entry = shlex.join(config.command) if config.command is not None else "<entrypoint>"
+    expect = f" and output matching /{config.expect_output}/" if config.expect_output else ""
+    tmp = ", tmpfs /tmp" if config.tmpfs else ""
+    return (
+        f"runs `{entry} {shlex.join(config.args)}` by digest with no network, a read-only root, no capabilities, "
+        f"{memory_text(int(config.memory))} and {config.pids} pids{tmp}; expects exit {config.expect_exit}{expect} "
+        f"within {format_duration(config.timeout.total_seconds())}"
+    )
 
 
 RULE = RuleSpec(
     id="smoke",
     summary="runs the image with args in a locked-down container and checks exit code and output",
     config=Config,
-    check=not_implemented("smoke"),
+    check=check,
+    collect=collect,
+    describe=describe,
 )

@@ -1,0 +1,136 @@
+"""Pull by digest (never by tag), with progress, and give back only what imgcheck itself pulled."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from imgcheck.engine.client import Engine
+from imgcheck.errors import EngineError
+from imgcheck.policy.types import format_bytes
+
+PROGRESS_INTERVAL = 0.5
+
+
+@dataclass(frozen=True)
+class PulledImage:
+    """An image present in the engine under `reference` (`host/repo@sha256:…`)."""
+
+    reference: str
+    image_id: str
+    size: int
+    """What `docker images` shows: the engine's uncompressed size."""
+    was_present: bool
+    """Present before imgcheck ran: then imgcheck never removes it."""
+    seconds: float = 0.0
+
+
+def pull_by_digest(
+    engine: Engine, reference: str, progress: Callable[[str], None], label: str | None = None
+) -> PulledImage:
+    """Make `reference` present; a digest reference only, so the engine checks the bytes it gets.
+    `label` names the image in progress lines (default: the reference)."""
+    if "@sha256:" not in reference:
+        raise ValueError(f"refusing to pull {reference!r}: imgcheck pulls by digest only")
+    label = label or reference
+    started = time.monotonic()
+    existing = inspect_image(engine, reference)
+    if existing is not None:
+        progress(f"{label}: already present in the engine, not pulled")
+        return PulledImage(reference, str(existing["Id"]), int(existing["Size"]), True)
+    _stream_pull(engine, reference, progress, label)
+    pulled = inspect_image(engine, reference)
+    if pulled is None:
+        raise EngineError(f"the engine reported pulling {reference} but does not have it afterwards")
+    seconds = time.monotonic() - started
+    size = int(pulled["Size"])
+    progress(f"{label}: pulled in {seconds:.1f} s ({format_bytes(size)} uncompressed)")
+    return PulledImage(reference, str(pulled["Id"]), size, False, seconds)
+
+
+def inspect_image(engine: Engine, reference: str) -> Mapping[str, Any] | None:
+    from docker.errors import APIError, NotFound
+
+    try:
+        result: Mapping[str, Any] = engine.client.api.inspect_image(reference)
+    except NotFound:
+        return None
+    except (APIError, OSError) as exc:
+        raise EngineError(
+            f"the engine could not inspect {reference}: {getattr(exc, 'explanation', None) or exc}"
+        ) from None
+    return result
+
+
+def release(engine: Engine, image: PulledImage, *, keep: bool, progress: Callable[[str], None]) -> None:
+    """Remove an image imgcheck pulled (by its reference, so other names of it survive)."""
+    if keep or image.was_present:
+        return
+    from docker.errors import APIError, NotFound
+
+    try:
+        engine.client.api.remove_image(image.reference, force=False, noprune=False)
+    except NotFound:
+        return
+    except (APIError, OSError) as exc:
+        reason = getattr(exc, "explanation", None) or exc
+        progress(f"warning: could not remove {image.reference} from the engine: {reason}")
+
+
+def _stream_pull(engine: Engine, reference: str, progress: Callable[[str], None], label: str) -> None:
+    from docker.errors import APIError
+
+    meter = _PullMeter(label, progress)
+    try:
+        for event in engine.client.api.pull(reference, stream=True, decode=True):
+            if "error" in event:
+                raise EngineError(
+                    f"the engine could not pull {reference}: {str(event['error'])[:300]}",
+                    hint="check that the engine can reach the registry; a private one needs `docker login`",
+                )
+            meter.update(event)
+    except (APIError, OSError) as exc:
+        raise EngineError(
+            f"the engine could not pull {reference}: {getattr(exc, 'explanation', None) or exc}",
+            hint="check that the engine can reach the registry; a private one needs `docker login`",
+        ) from None
+    meter.report(force=True)
+
+
+class _PullMeter:
+    """Folds the engine's per-layer pull events into one throttled progress line."""
+
+    def __init__(self, label: str, progress: Callable[[str], None]) -> None:
+        self.label = label
+        self.progress = progress
+        self.totals: dict[str, int] = {}
+        self.current: dict[str, int] = {}
+        self.done: set[str] = set()
+        self.layers: set[str] = set()
+        self.last = 0.0
+
+    def update(self, event: Mapping[str, Any]) -> None:
+        layer = event.get("id")
+        status = str(event.get("status", ""))
+        if not isinstance(layer, str) or layer.startswith("sha256:") or "@" in layer:
+            return
+        self.layers.add(layer)
+        detail = event.get("progressDetail") or {}
+        if status == "Downloading" and isinstance(detail, dict):
+            self.totals[layer] = int(detail.get("total") or 0)
+            self.current[layer] = int(detail.get("current") or 0)
+        elif status in ("Pull complete", "Already exists"):
+            self.done.add(layer)
+        self.report()
+
+    def report(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < PROGRESS_INTERVAL:
+            return
+        self.last = now
+        got = sum(self.current.values())
+        total = sum(self.totals.values())
+        size = f", {format_bytes(got)} of {format_bytes(total)}" if total else ""
+        self.progress(f"pulling {self.label}: {len(self.done)}/{len(self.layers)} layers{size}")

@@ -1,0 +1,195 @@
+"""One locked-down container run: no network, read-only root, no capabilities, limits, a deadline.
+
+The output is read from the attach stream as it is written (the engine stores none of it: log
+driver `none`), into a bounded capture. The container is always removed, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgcheck.engine.client import Engine
+from imgcheck.engine.output import FrameStripper, OutputCapture
+from imgcheck.errors import EngineError
+
+RUN_LABEL = "org.imgcheck.smoke"
+TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=64m"
+READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to run and under which limits (the smoke rule's policy, resolved)."""
+
+    command: tuple[str, ...] | None = None
+    """Replaces the image's ENTRYPOINT when set (as container-structure-test does)."""
+    args: tuple[str, ...] = ("--version",)
+    """Replace the image's CMD: appended to the entrypoint (or to `command`)."""
+    timeout: float = 30.0
+    memory: int = 256 * 1024 * 1024
+    pids: int = 128
+    user: str | None = None
+    """None: the image's own user."""
+    tmpfs: bool = False
+    """Mount a small writable tmpfs on /tmp (the root filesystem stays read-only)."""
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: an exit code, a timeout, an OOM kill, or a start failure."""
+
+    exit_code: int | None
+    """None when the container timed out or never started."""
+    output: str
+    """stdout and stderr interleaved, capped (head and tail kept)."""
+    output_bytes: int
+    truncated: bool
+    seconds: float
+    timed_out: bool = False
+    oom_killed: bool = False
+    start_error: str | None = None
+    """The engine's reason when the process could not be started (126/127 keep their exit code)."""
+
+
+def host_config(engine: Engine, spec: RunSpec) -> Any:
+    """The lockdown, in one place: every smoke run gets exactly this."""
+    from docker.types import LogConfig
+
+    return engine.client.api.create_host_config(
+        network_mode="none",
+        read_only=True,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        mem_limit=spec.memory,
+        memswap_limit=spec.memory,
+        pids_limit=spec.pids,
+        tmpfs={"/tmp": TMPFS_OPTIONS} if spec.tmpfs else None,
+        log_config=LogConfig(type="none"),
+    )
+
+
+def run_locked_down(engine: Engine, image: str, spec: RunSpec) -> RunResult:
+    """Run `image` once under `spec`; the container is removed before this returns."""
+    from docker.errors import APIError
+
+    api = engine.client.api
+    try:
+        container = api.create_container(
+            image,
+            command=list(spec.args) or None,
+            entrypoint=list(spec.command) if spec.command is not None else None,
+            user=spec.user or "",
+            environment=dict(spec.env) or None,
+            host_config=host_config(engine, spec),
+            network_disabled=True,
+            labels={RUN_LABEL: "1"},
+            tty=False,
+            stdin_open=False,
+        )
+    except APIError as exc:
+        raise EngineError(f"the engine refused to create a container for {image}: {exc.explanation or exc}") from None
+    except OSError as exc:  # requests' errors are OSErrors: the engine went away
+        raise EngineError(f"lost the engine while creating a container for {image}: {exc}") from None
+    cid = str(container["Id"])
+    try:
+        return _attach_start_wait(api, cid, spec)
+    except APIError as exc:
+        raise EngineError(f"the engine failed while running {image}: {exc.explanation or exc}") from None
+    except OSError as exc:
+        raise EngineError(f"lost the engine while running {image}: {exc}") from None
+    finally:
+        _remove(api, cid)
+
+
+def _attach_start_wait(api: Any, cid: str, spec: RunSpec) -> RunResult:
+    from docker.errors import APIError
+
+    capture = OutputCapture()
+    started = time.monotonic()
+    stream = api.attach_socket(cid, params={"stdout": 1, "stderr": 1, "stream": 1})
+    try:
+        try:
+            api.start(cid)
+        except APIError as exc:
+            state = api.inspect_container(cid)["State"]
+            code = int(state.get("ExitCode") or 0)
+            reason = start_failure(str(state.get("Error") or exc.explanation or exc))
+            capture.feed(reason.encode())
+            return RunResult(
+                exit_code=code or None,
+                output=capture.text(),
+                output_bytes=capture.total,
+                truncated=False,
+                seconds=time.monotonic() - started,
+                start_error=reason,
+            )
+        finished = _drain(stream, capture, started + spec.timeout)
+    finally:
+        stream.close()
+    if not finished:
+        _kill(api, cid)
+        return RunResult(None, capture.text(), capture.total, capture.truncated, spec.timeout, timed_out=True)
+    remaining = max(5.0, started + spec.timeout - time.monotonic())
+    status = api.wait(cid, timeout=remaining)
+    state = api.inspect_container(cid)["State"]
+    return RunResult(
+        exit_code=int(status.get("StatusCode", state.get("ExitCode", -1))),
+        output=capture.text(),
+        output_bytes=capture.total,
+        truncated=capture.truncated,
+        seconds=time.monotonic() - started,
+        oom_killed=bool(state.get("OOMKilled")),
+    )
+
+
+def start_failure(text: str) -> str:
+    """runc's start error without its layers of wrapping: `exec: "--version": executable file not found`."""
+    marker = "unable to start container process: "
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    return text.removesuffix(": unknown").strip()
+
+
+def _drain(stream: Any, capture: OutputCapture, deadline: float) -> bool:
+    """Read the attach stream until it ends (True) or the deadline passes (False)."""
+    raw = getattr(stream, "_sock", stream)
+    frames = FrameStripper()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        raw.settimeout(left)
+        try:
+            data = stream.read(READ_CHUNK)
+        except TimeoutError:
+            return False
+        if not data:
+            return True
+        for payload in frames.feed(data):
+            capture.feed(payload)
+
+
+def _kill(api: Any, cid: str) -> None:
+    from docker.errors import APIError
+
+    with contextlib.suppress(APIError):  # it may have exited between the deadline and the kill
+        api.kill(cid)
+
+
+def _remove(api: Any, cid: str) -> None:
+    from docker.errors import APIError, NotFound
+
+    try:
+        api.remove_container(cid, force=True, v=True)
+    except NotFound:
+        return
+    except (APIError, OSError) as exc:
+        raise EngineError(
+            f"could not remove smoke container {cid[:12]}: {getattr(exc, 'explanation', None) or exc}",
+            hint=f"remove it by hand: docker rm -f {cid[:12]}",
+        ) from None

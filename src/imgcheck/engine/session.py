@@ -1,0 +1,119 @@
+"""Smoke one image: for each platform, pull by digest, measure, run locked down, clean up.
+
+The result is plain evidence (what ran, how it ended, sizes); judging it is the smoke check's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+
+from imgcheck.engine.client import QEMU_NAMES, Engine, connect
+from imgcheck.engine.pull import PulledImage, pull_by_digest, release
+from imgcheck.engine.run import RunResult, RunSpec, run_locked_down
+from imgcheck.errors import EngineError
+from imgcheck.facts import ImageFacts, PlatformFacts
+
+
+@dataclass(frozen=True)
+class PlatformRun:
+    """One platform of the image: run, skipped (with the reason), or an engine error."""
+
+    platform: str
+    manifest_digest: str
+    reference: str
+    """What the engine pulled: `host/repo@<platform manifest digest>`."""
+    result: RunResult | None = None
+    skipped: str | None = None
+    error: str | None = None
+    uncompressed_size: int | None = None
+    """The engine's size after the pull (what `docker images` shows)."""
+    emulated: bool = False
+
+
+@dataclass(frozen=True)
+class SmokeEvidence:
+    """What the engine saw for one image (stored in `facts.extras["smoke"]`)."""
+
+    runs: tuple[PlatformRun, ...] = ()
+    skipped: str | None = None
+    """Why nothing ran at all (e.g. --no-smoke)."""
+    engine: str | None = None
+    """`linux/amd64, Docker 20.10.24 at unix:///…` for the report's details."""
+
+    @property
+    def uncompressed_sizes(self) -> Mapping[str, int]:
+        """platform -> bytes, for the size rule's `max_uncompressed`."""
+        return {r.platform: r.uncompressed_size for r in self.runs if r.uncompressed_size is not None}
+
+
+def smoke_image(
+    facts: ImageFacts,
+    spec: RunSpec | None,
+    *,
+    keep_images: bool = False,
+    only_platform: str | None = None,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> SmokeEvidence:
+    """Pull each runnable platform by digest, measure it, run `spec` (None: measure only), clean up.
+
+    Raises EngineError when no engine answers; a failure on one platform is recorded for it alone.
+    """
+    engine = connect()
+    try:
+        runs = tuple(
+            _one_platform(engine, facts, p, spec, keep_images, progress)
+            for p in facts.platforms
+            if only_platform is None or p.platform == only_platform
+        )
+    finally:
+        engine.close()
+    return SmokeEvidence(runs=runs, engine=f"{engine.platform}, Docker {engine.version} at {engine.host}")
+
+
+def _one_platform(
+    engine: Engine,
+    facts: ImageFacts,
+    platform: PlatformFacts,
+    spec: RunSpec | None,
+    keep_images: bool,
+    progress: Callable[[str], None],
+) -> PlatformRun:
+    reference = f"{facts.registry}/{facts.repository}@{platform.manifest_digest}"
+    base = PlatformRun(platform.platform, platform.manifest_digest, reference)
+    runnable, emulated = engine.runs(platform.platform)
+    if not runnable:
+        return replace(base, skipped=_why_not_runnable(engine, platform.platform))
+    try:
+        label = f"{facts.name} {platform.platform} ({platform.manifest_digest[:19]})"
+        pulled = pull_by_digest(engine, reference, progress, label)
+    except EngineError as exc:
+        return replace(base, error=str(exc), emulated=emulated)
+    try:
+        result = _run(engine, pulled, spec, progress, facts.name, platform.platform)
+    except EngineError as exc:
+        return replace(base, error=str(exc), uncompressed_size=pulled.size, emulated=emulated)
+    finally:
+        release(engine, pulled, keep=keep_images, progress=progress)
+    return replace(base, result=result, uncompressed_size=pulled.size, emulated=emulated)
+
+
+def _run(
+    engine: Engine,
+    pulled: PulledImage,
+    spec: RunSpec | None,
+    progress: Callable[[str], None],
+    name: str,
+    platform: str,
+) -> RunResult | None:
+    if spec is None:
+        return None
+    progress(f"smoke {name} ({platform}): running locked down, timeout {spec.timeout:g} s")
+    return run_locked_down(engine, pulled.reference, spec)
+
+
+def _why_not_runnable(engine: Engine, platform: str) -> str:
+    arch = platform.split("/")[1] if "/" in platform else platform
+    emulator = QEMU_NAMES.get(arch)
+    how = f"register {emulator} with binfmt_misc (qemu-user-static)" if emulator else "use an engine of that platform"
+    return f"{platform} cannot run on this {engine.platform} engine and no emulator is registered for it: {how}"
