@@ -12,6 +12,7 @@ expected, 1 when imgcheck answered differently, 2 when the demo itself could not
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ if str(ROOT) not in sys.path:
 
 from fixtures.k2 import CURRENT, publish_sample_release, push_k2_image  # noqa: E402
 from fixtures.security import BUSYBOX_ASH_OVERFLOW, XZ_BACKDOOR, secure_image, secure_images  # noqa: E402
+from imgcheck.testing.engine_server import EngineHandle, ensure_engine  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
 
@@ -46,7 +48,12 @@ def imgcheck(*args: str) -> int:
 def run(policy: Path) -> tuple[int, int]:
     """Publish, verify the release, publish a broken candidate, verify it; the two exit codes."""
     registry: RegistryServer | None = None
+    engine: EngineHandle | None = None
     try:
+        say("Looking for a Docker engine for the smoke runs (starting Debian's dockerd if none answers)...")
+        engine = ensure_engine()
+        os.environ["DOCKER_HOST"] = engine.docker_host
+        say(f"Engine answering at {engine.docker_host}.")
         say("Starting a throwaway OCI registry (Debian's docker-registry, the CNCF distribution server)...")
         registry = start_registry()
         host = registry.host
@@ -69,7 +76,8 @@ def run(policy: Path) -> tuple[int, int]:
 
         say(
             "Step 1: verify `latest` of all three images against the demo policy (size, labels, tags, config, "
-            "platforms, signature, SBOM, provenance, vulnerabilities). This is the healthy release: every rule "
+            "platforms, a locked-down `--version` smoke run, signature, SBOM, provenance, vulnerabilities). "
+            "This is the healthy release: every rule "
             "should pass and the exit code should be 0."
         )
         first = imgcheck(
@@ -94,6 +102,8 @@ def run(policy: Path) -> tuple[int, int]:
             registry.stop()
             shutil.rmtree(registry.root, ignore_errors=True)
             say("Registry stopped and its storage removed.")
+        if engine is not None:
+            engine.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

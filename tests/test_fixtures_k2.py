@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import requests
 
 from fixtures import k2
 from fixtures.images import busybox_path
+from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import OCI_INDEX, OCI_MANIFEST, Pusher
 from imgcheck.testing.registry_server import RegistryServer, start_registry
 
@@ -454,11 +456,22 @@ def test_semver_flavour_passes_the_release_policy_metadata_rules(k2_registry: Re
     assert checks == set(metadata)
 
 
-def test_demo_script_shows_a_pass_then_a_failure() -> None:
+@pytest.mark.engine
+def test_demo_script_shows_a_pass_then_a_failure(engine: EngineHandle) -> None:
+    """`make demo` end to end: every rule passes on the release (smoke in the session's engine), then fails."""
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(
-        [sys.executable, str(root / "scripts" / "demo.py")], capture_output=True, text=True, timeout=240, check=False
+        [sys.executable, str(root / "scripts" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        env={**os.environ, "COLUMNS": "220"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "PASS" in done.stdout and "FAIL" in done.stdout
     assert "Demo OK" in done.stderr and "Registry stopped" in done.stderr
+    release_table, candidate_table = done.stdout.split("PASS: 3 image(s)", 1)
+    for rule in ("smoke", "signature", "sbom", "provenance", "vulnerabilities"):
+        assert rule in release_table
+    assert "CVE-2024-3094" in candidate_table and "1 waived" in release_table

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import resource
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -16,7 +14,7 @@ from imgcheck.checks import smoke
 from imgcheck.checks.interface import CollectContext, Finding, RunContext, VerifyOptions
 from imgcheck.engine.output import HEAD_BYTES, TAIL_BYTES
 from imgcheck.engine.session import SmokeEvidence
-from imgcheck.testing.engine_server import EngineHandle, ensure_engine
+from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
 from imgcheck.verdict import Verdict
@@ -24,31 +22,6 @@ from imgcheck.verdict import Verdict
 pytestmark = pytest.mark.engine
 
 VERSIONED = smoke.Config(expect_output=".*{version}.*", timeout=timedelta(seconds=20))
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[EngineHandle]:
-    """One engine for the session: the one DOCKER_HOST names if it answers, else our own dockerd."""
-    handle = ensure_engine()
-    previous = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = handle.docker_host
-    try:
-        yield handle
-    finally:
-        if previous is None:
-            os.environ.pop("DOCKER_HOST", None)
-        else:
-            os.environ["DOCKER_HOST"] = previous
-        handle.stop()
-
-
-@pytest.fixture(scope="session")
-def docker_api(engine: EngineHandle) -> Iterator[Any]:
-    import docker
-
-    api = docker.APIClient(base_url=engine.docker_host, version="auto", timeout=60)
-    yield api
-    api.close()
 
 
 @pytest.fixture(scope="session")

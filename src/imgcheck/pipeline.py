@@ -24,6 +24,8 @@ from imgcheck.report.model import CheckResult, ImageResult, Report
 from imgcheck.verdict import Verdict
 
 Progress = Callable[[str], None]
+COLLECT_FIRST = ("smoke",)
+"""Rules whose evidence others read: the smoke pull measures the uncompressed sizes `size` judges."""
 _NO_RULES = (
     "the policy has no rules for this image: name its repository under `images:` or add default `rules:`"
     " (nothing checked is never a pass)"
@@ -154,16 +156,14 @@ def verify(
             collect_errors: dict[str, Finding] = {}
             facts = gathered_facts
             if facts is not None:
-                extras = dict(facts.extras)
-                for rule_id in _rules_in_order(target.rules):
+                for rule_id in sorted(_rules_in_order(target.rules), key=lambda r: r not in COLLECT_FIRST):
                     spec = rules[rule_id]
                     evidence, failure = _collect(spec, ctx, facts, target.rules[rule_id])
                     if failure is not None:
                         collect_errors[rule_id] = failure
                     elif spec.collect is not None:
-                        extras[rule_id] = evidence
-                        extras.update(_shared_evidence(evidence))
-                facts = dataclasses.replace(facts, extras=extras)
+                        extras = {**facts.extras, rule_id: evidence, **_shared_evidence(evidence)}
+                        facts = dataclasses.replace(facts, extras=extras)
             enriched.append((target, facts, error, collect_errors))
 
         run = RunContext(
@@ -202,5 +202,5 @@ def verify(
 
 def _shared_evidence(evidence: Any) -> dict[str, Any]:
     """Evidence one rule gathers that another reads (the smoke pull measures uncompressed sizes)."""
-    sizes = getattr(evidence, "uncompressed_sizes", None)
-    return {"uncompressed_sizes": sizes} if isinstance(sizes, Mapping) else {}
+    sizes = evidence if isinstance(evidence, Mapping) else getattr(evidence, "uncompressed_sizes", None)
+    return {"uncompressed_sizes": sizes} if isinstance(sizes, Mapping) and sizes else {}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from imgcheck.checks._common import lookup_platform
-from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.types import ByteSize, Percent, format_bytes
 from imgcheck.verdict import Verdict
@@ -25,6 +25,15 @@ class Config(RuleConfig):
     max_compressed: ByteSize | None = None
     max_uncompressed: ByteSize | None = None
     max_growth: Percent | None = None
+
+
+def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> Mapping[str, int] | None:
+    """Pull to measure `max_uncompressed` when no smoke run already did (never with --no-smoke)."""
+    if config.max_uncompressed is None or UNCOMPRESSED_KEY in facts.extras or ctx.options.no_smoke:
+        return None
+    from imgcheck.checks.smoke import measure_uncompressed
+
+    return measure_uncompressed(ctx, facts)
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
@@ -169,6 +178,7 @@ RULE = RuleSpec(
     summary="each platform's sizes are within budget and growth against the previous release is bounded",
     config=Config,
     check=check,
+    collect=collect,
     describe=describe,
     needs_tags=True,
 )

@@ -28,15 +28,15 @@ def render(report: Report, *, color: bool | None = None, width: int | None = Non
         file=buffer,
         force_terminal=bool(color),
         no_color=not color,
-        width=width or int(os.environ.get("COLUMNS", "0") or 0) or 140,
+        width=width or int(os.environ.get("COLUMNS", "0") or 0) or 160,
         highlight=False,
     )
     table = Table(show_lines=False, expand=False, pad_edge=False)
-    table.add_column("image", no_wrap=True)
+    table.add_column("image", overflow="fold", max_width=32)
     table.add_column("digest", no_wrap=True)
     table.add_column("rule", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
-    table.add_column("message", overflow="fold")
+    table.add_column("message", overflow="fold", min_width=48)  # the message is the point: never squeezed out
     for image in report.images:
         digest = image.digest.split(":", 1)[-1][:12] if image.digest else "-"
         if image.error is not None:
