@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything imgcheck's demo and tests need on a fresh Debian 12 machine (as root, or with sudo):
 # Debian's docker-registry (the real OCI distribution server), busybox-static (fixture images),
-# skopeo (benchmark peer), docker.io (a real engine for smoke runs), and a virtualenv with imgcheck.
+# skopeo (benchmark peer), docker.io (a real engine for smoke runs), mmdebstrap (a local base image for
+# building imgcheck's own image in the slow tests), and a virtualenv with imgcheck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,7 @@ declare -A PACKAGE_FOR=(
   [busybox]=busybox-static
   [skopeo]=skopeo
   [dockerd]=docker.io
+  [mmdebstrap]=mmdebstrap
 )
 missing=()
 for bin in "${!PACKAGE_FOR[@]}"; do

@@ -34,8 +34,12 @@ EXIT_ERROR = 2
 
 
 def _fail(message: str) -> NoReturn:
-    """One clear line on stderr and exit 2: could not verify."""
+    """One clear line on stderr and exit 2: could not verify (and an annotation on GitHub Actions)."""
     typer.echo(f"imgcheck: error: {message}", err=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from imgcheck.ci.workflow_commands import command
+
+        typer.echo(command("error", message, {"title": "imgcheck could not verify"}), err=True)
     raise typer.Exit(EXIT_ERROR)
 
 
@@ -113,7 +117,9 @@ def verify(
         Optional[str],  # noqa: UP045
         typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help="Replace the registry host of every policy image."),
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="table, json (report on stdout).")] = "table",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table, json, junit, sarif, markdown (report on stdout).")
+    ] = "table",
     report: Annotated[Optional[list[str]], typer.Option("--report", help="Also write FORMAT=FILE; repeatable.")] = None,  # noqa: UP045
     trivy_report: Annotated[
         Optional[list[Path]],  # noqa: UP045
@@ -217,6 +223,9 @@ def _emit(result: object, output_format: str, report_files: list[tuple[str, Path
     else:
         sys.stdout.write(renderer(output_format)(result))
     sys.stdout.flush()
+    from imgcheck.ci.github import publish
+
+    publish(result)  # GitHub Actions only: step summary and annotations on stderr
 
 
 @app.command()

@@ -12,6 +12,9 @@ Renderer = Callable[[Report], str]
 FORMATS: dict[str, str] = {
     "table": "imgcheck.report.table",
     "json": "imgcheck.report.json_report",
+    "junit": "imgcheck.report.junit",
+    "sarif": "imgcheck.report.sarif",
+    "markdown": "imgcheck.report.markdown",
 }
 
 
