@@ -2,7 +2,8 @@
 # Install everything imgcheck's demo and tests need on a fresh Debian 12 machine (as root, or with sudo):
 # Debian's docker-registry (the real OCI distribution server), busybox-static (fixture images),
 # skopeo (benchmark peer), docker.io (a real engine for smoke runs), mmdebstrap (a local base image for
-# building imgcheck's own image in the slow tests), and a virtualenv with imgcheck.
+# building imgcheck's own image in the slow tests), chromium (the slow test that looks at the audit's HTML
+# page as a person would), and a virtualenv with imgcheck.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ declare -A PACKAGE_FOR=(
   [skopeo]=skopeo
   [dockerd]=docker.io
   [mmdebstrap]=mmdebstrap
+  [chromium]=chromium
 )
 missing=()
 for bin in "${!PACKAGE_FOR[@]}"; do

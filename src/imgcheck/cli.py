@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from imgcheck import __version__
+from imgcheck.audit.cli import register as register_audit
+from imgcheck.cli_common import fail as _fail
 
 if TYPE_CHECKING:
     from imgcheck.checks.interface import VerifyOptions
@@ -25,22 +27,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
 )
 policy_app = typer.Typer(help="Work with policy files.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
-
-EXIT_ERROR = 2
-
-
-def _fail(message: str) -> NoReturn:
-    """One clear line on stderr and exit 2: could not verify (and an annotation on GitHub Actions)."""
-    typer.echo(f"imgcheck: error: {message}", err=True)
-    if os.environ.get("GITHUB_ACTIONS") == "true":
-        from imgcheck.ci.workflow_commands import command
-
-        typer.echo(command("error", message, {"title": "imgcheck could not verify"}), err=True)
-    raise typer.Exit(EXIT_ERROR)
 
 
 def _version_callback(value: bool) -> None:
@@ -228,10 +217,7 @@ def _emit(result: object, output_format: str, report_files: list[tuple[str, Path
     publish(result)  # GitHub Actions only: step summary and annotations on stderr
 
 
-@app.command()
-def audit() -> None:
-    """Nightly registry audit: every tag of every image, with history and drift (not implemented yet)."""
-    _fail("`imgcheck audit` is not implemented in this version yet; use `imgcheck verify TAG` per release")
+register_audit(app)
 
 
 @policy_app.command("validate")

@@ -1,0 +1,275 @@
+"""The audit report: one result per digest (with every tag on it), the tag inventory, drift and trend.
+
+It round-trips through JSON (`imgcheck.audit/v1`) because shards write it and `audit merge` reads it
+back; every renderer (Markdown, HTML, JSON) shows the same numbers from this one model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from imgcheck.errors import InputError
+from imgcheck.report.model import CheckResult
+from imgcheck.verdict import Verdict, exit_code, worst
+
+AUDIT_SCHEMA = "imgcheck.audit/v1"
+
+DriftKind = Literal[
+    "tag-moved", "tag-disappeared", "tag-appeared", "attachment-vanished", "verdict-regressed", "new-cve"
+]
+Severity = Literal["fail", "warn", "info"]
+SEVERITY_ORDER: dict[str, int] = {"fail": 0, "warn": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Release:
+    """One digest of one image, verified once, with every tag that points at it."""
+
+    image: str
+    registry: str
+    repository: str
+    digest: str
+    tags: tuple[str, ...]
+    created: str | None = None
+    """The image config's `created` (first platform)."""
+    compressed_size: int | None = None
+    """The largest platform's config + layers, as the manifest declares them."""
+    checks: tuple[CheckResult, ...] = ()
+    error: str | None = None
+    """Why the digest could not be verified at all."""
+    smoke: bool = False
+    """Whether the smoke rule was allowed to run for this digest (`--smoke latest`)."""
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.error is not None:
+            return Verdict.ERROR
+        return worst([c.verdict for c in self.checks])
+
+    @property
+    def label(self) -> str:
+        """The most telling tag: a semver release, else a build tag, else the short digest."""
+        from imgcheck.semver import highest
+
+        top = highest(self.tags, include_prereleases=True)
+        if top is not None:
+            return top.tag
+        named = [t for t in self.tags if t not in ("latest", "main")]
+        return (named or list(self.tags) or [self.digest.split(":", 1)[-1][:12]])[0]
+
+
+@dataclass(frozen=True)
+class ImageInventory:
+    """Every tag of one policy image as listed and resolved at the start of the run."""
+
+    image: str
+    registry: str
+    repository: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """tag -> digest."""
+    verified: tuple[str, ...] = ()
+    """Digests verified by this run (after --tags/--since/--shard)."""
+    not_selected: int = 0
+    """Digests left out by --tags/--since (not by --shard)."""
+    error: str | None = None
+    """Why the tags could not be listed (then nothing of this image was audited)."""
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One change against the previous run; `fail` severity fails the audit."""
+
+    kind: DriftKind
+    severity: Severity
+    image: str
+    subject: str
+    """The tag or the digest the change is about."""
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Night:
+    """One earlier (or this) run, for the trend chart: releases per verdict."""
+
+    started_at: str
+    counts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    imgcheck_version: str
+    policy: str
+    started_at: str
+    images: tuple[ImageInventory, ...]
+    releases: tuple[Release, ...]
+    drift: tuple[DriftItem, ...] = ()
+    previous_run: str | None = None
+    """`started_at` of the run drift was computed against; None: first run or no history."""
+    drift_checked: bool = False
+    """False for shards and runs without history: no drift was looked for."""
+    shard: str | None = None
+    """`i/n` for a shard's partial report; None for a whole audit (or a merge)."""
+    history: tuple[Night, ...] = ()
+
+    @property
+    def verdict(self) -> Verdict:
+        """Worst release; an image whose tags could not be listed is an error; bad drift fails."""
+        if not self.images:
+            return Verdict.ERROR
+        verdicts = [r.verdict for r in self.releases]
+        verdicts += [Verdict.ERROR for i in self.images if i.error]
+        if any(d.severity == "fail" for d in self.drift):
+            verdicts.append(Verdict.FAIL)
+        return worst(verdicts)
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.verdict)
+
+    def release_counts(self) -> dict[str, int]:
+        """Releases per rolled-up verdict (pass/fail/error)."""
+        counts = {"pass": 0, "fail": 0, "error": 0}
+        for release in self.releases:
+            counts[release.verdict.rollup().value] += 1
+        return counts
+
+    def drift_counts(self) -> dict[str, int]:
+        counts = {"fail": 0, "warn": 0, "info": 0}
+        for item in self.drift:
+            counts[item.severity] += 1
+        return counts
+
+
+# --- JSON (imgcheck.audit/v1) --------------------------------------------------------------------------
+
+
+def check_to_dict(check: CheckResult) -> dict[str, Any]:
+    return {
+        "rule": check.rule,
+        "verdict": check.verdict.value,
+        "message": check.message,
+        "platform": check.platform,
+        "details": dict(check.details),
+    }
+
+
+def to_dict(report: AuditReport) -> dict[str, Any]:
+    return {
+        "schema": AUDIT_SCHEMA,
+        "imgcheck_version": report.imgcheck_version,
+        "policy": report.policy,
+        "started_at": report.started_at,
+        "shard": report.shard,
+        "verdict": report.verdict.value,
+        "counts": {"releases": report.release_counts(), "drift": report.drift_counts()},
+        "drift_checked": report.drift_checked,
+        "previous_run": report.previous_run,
+        "drift": [
+            {
+                "kind": d.kind,
+                "severity": d.severity,
+                "image": d.image,
+                "subject": d.subject,
+                "message": d.message,
+                "details": dict(d.details),
+            }
+            for d in report.drift
+        ],
+        "images": [
+            {
+                "name": i.image,
+                "registry": i.registry,
+                "repository": i.repository,
+                "tags": dict(sorted(i.tags.items())),
+                "verified": list(i.verified),
+                "not_selected": i.not_selected,
+                "error": i.error,
+            }
+            for i in report.images
+        ],
+        "releases": [
+            {
+                "image": r.image,
+                "registry": r.registry,
+                "repository": r.repository,
+                "digest": r.digest,
+                "tags": list(r.tags),
+                "created": r.created,
+                "compressed_size": r.compressed_size,
+                "verdict": r.verdict.value,
+                "smoke": r.smoke,
+                "error": r.error,
+                "checks": [check_to_dict(c) for c in r.checks],
+            }
+            for r in report.releases
+        ],
+        "history": [{"started_at": n.started_at, "counts": dict(n.counts)} for n in report.history],
+    }
+
+
+def _get(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = doc.get(key)
+    if not isinstance(value, kind):
+        raise InputError(f"{where}: `{key}` is missing or malformed; expected an {AUDIT_SCHEMA} document")
+    return value
+
+
+def check_from_dict(doc: Mapping[str, Any], where: str) -> CheckResult:
+    try:
+        verdict = Verdict(str(doc.get("verdict")))
+    except ValueError:
+        raise InputError(f"{where}: unknown verdict {doc.get('verdict')!r}") from None
+    return CheckResult(
+        rule=_get(doc, "rule", str, where),
+        verdict=verdict,
+        message=_get(doc, "message", str, where),
+        platform=doc.get("platform") if isinstance(doc.get("platform"), str) else None,
+        details=details if isinstance(details := doc.get("details"), dict) else {},
+    )
+
+
+def from_dict(doc: Any, where: str) -> AuditReport:
+    """Read back a report written by `to_dict` (a shard's output); InputError when it is not one."""
+    if not isinstance(doc, dict) or doc.get("schema") != AUDIT_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise InputError(
+            f"{where}: not an {AUDIT_SCHEMA} report (schema: {found!r})", hint="pass `audit --format json` output"
+        )
+    images = tuple(
+        ImageInventory(
+            image=_get(i, "name", str, where),
+            registry=_get(i, "registry", str, where),
+            repository=_get(i, "repository", str, where),
+            tags={str(k): str(v) for k, v in _get(i, "tags", dict, where).items()},
+            verified=tuple(_get(i, "verified", list, where)),
+            not_selected=int(i.get("not_selected") or 0),
+            error=i.get("error"),
+        )
+        for i in _get(doc, "images", list, where)
+    )
+    releases = tuple(
+        Release(
+            image=_get(r, "image", str, where),
+            registry=_get(r, "registry", str, where),
+            repository=_get(r, "repository", str, where),
+            digest=_get(r, "digest", str, where),
+            tags=tuple(_get(r, "tags", list, where)),
+            created=r.get("created"),
+            compressed_size=r.get("compressed_size"),
+            checks=tuple(check_from_dict(c, where) for c in _get(r, "checks", list, where)),
+            error=r.get("error"),
+            smoke=bool(r.get("smoke")),
+        )
+        for r in _get(doc, "releases", list, where)
+    )
+    return AuditReport(
+        imgcheck_version=_get(doc, "imgcheck_version", str, where),
+        policy=_get(doc, "policy", str, where),
+        started_at=_get(doc, "started_at", str, where),
+        images=images,
+        releases=releases,
+        shard=doc.get("shard"),
+    )

@@ -1,0 +1,296 @@
+"""The audit history in SQLite: runs, tag -> digest observations, per-rule verdicts, and the
+content-addressed cache of manifests and configs.
+
+Why SQLite: one file a nightly job can keep as a CI cache, transactions so a crash mid-run loses no
+earlier history (WAL journal; a run's results are written in one transaction at its end), and
+`PRAGMA user_version` for versioned migrations. A locked or corrupt file is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from imgcheck.audit.model import AuditReport, Night
+from imgcheck.errors import InputError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: the first schema.
+    (
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,"
+        " policy TEXT NOT NULL, imgcheck_version TEXT NOT NULL, status TEXT NOT NULL, verdict TEXT)",
+        "CREATE TABLE observations (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
+        " repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, image, tag))",
+        "CREATE TABLE releases (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
+        " digest TEXT NOT NULL, tags TEXT NOT NULL, created TEXT, compressed_size INTEGER,"
+        " verdict TEXT NOT NULL, error TEXT, PRIMARY KEY (run_id, image, digest))",
+        "CREATE TABLE verdicts (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
+        " digest TEXT NOT NULL, rule TEXT NOT NULL, platform TEXT, verdict TEXT NOT NULL,"
+        " message TEXT NOT NULL, details TEXT NOT NULL)",
+        "CREATE TABLE blobs (digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, body BLOB NOT NULL)",
+    ),
+    # 2: drift looks up the previous run's rows by image; the trend reads releases per run.
+    (
+        "CREATE INDEX verdicts_by_run ON verdicts (run_id, image, digest)",
+        "CREATE INDEX runs_by_status ON runs (status, id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+BUSY_TIMEOUT = 10.0
+
+
+def default_history_path(env: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_STATE_HOME/imgcheck/history.sqlite`, else `~/.local/state/imgcheck/history.sqlite`."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local" / "state")
+    return Path(base) / "imgcheck" / "history.sqlite"
+
+
+@dataclass(frozen=True)
+class PreviousRun:
+    """What drift compares with: the last complete run's tag map and verdicts."""
+
+    run_id: int
+    started_at: str
+    tags: Mapping[str, Mapping[str, str]]
+    """image -> tag -> digest."""
+    verdicts: Mapping[tuple[str, str], Mapping[str, list[tuple[str, str, dict[str, Any]]]]] = field(
+        default_factory=dict
+    )
+    """(image, digest) -> rule -> [(verdict, message, details)]."""
+
+
+def _history_error(path: Path, err: sqlite3.Error) -> InputError:
+    text = str(err)
+    if "locked" in text or "busy" in text:
+        return InputError(
+            f"history database {path} is locked by another process",
+            hint="another imgcheck audit is running on it; wait for it or pass another --history file",
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return InputError(
+            f"history database {path} is corrupt ({text})",
+            hint="restore it from a backup or move it away to start a new history",
+        )
+    return InputError(f"history database {path}: {text}", hint="check the path and its permissions")
+
+
+class HistoryStore:
+    """One open history file. Use `HistoryStore.open(path)`; every failure is an InputError."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    def open(cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> HistoryStore:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot create the folder of history database {path}: {err.strerror or err}") from None
+        try:
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+        except sqlite3.Error as err:
+            raise _history_error(path, err) from None
+        store = cls(path, conn)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store._migrate()
+        except sqlite3.Error as err:
+            conn.close()
+            raise _history_error(path, err) from None
+        except InputError:
+            conn.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Apply the migrations this file has not seen, each in its own transaction with its version."""
+        current = self.version
+        if current > SCHEMA_VERSION:
+            raise InputError(
+                f"history database {self.path} has schema version {current}; this imgcheck knows up to"
+                f" {SCHEMA_VERSION}",
+                hint="upgrade imgcheck, or pass another --history file",
+            )
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            with self._transaction() as conn:
+                for statement in MIGRATIONS[number - 1]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _guard(self) -> _Guard:
+        return _Guard(self.path)
+
+    # --- runs ----------------------------------------------------------------------------------------
+
+    def begin_run(self, started_at: str, policy: str, version: str) -> int:
+        """Record that a run started (committed at once: a crash leaves it `running`, never `complete`)."""
+        with self._guard(), self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (started_at, policy, imgcheck_version, status) VALUES (?, ?, ?, 'running')",
+                (started_at, policy, version),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def finish_run(self, run_id: int, report: AuditReport, finished_at: str) -> None:
+        """Everything the run observed, in one transaction: all of it or (after a crash) none of it."""
+        with self._guard(), self._transaction() as conn:
+            for image in report.images:
+                if image.error is not None:
+                    continue  # not listed tonight: drift keeps comparing with the last night that listed it
+                conn.executemany(
+                    "INSERT INTO observations (run_id, image, repository, tag, digest) VALUES (?, ?, ?, ?, ?)",
+                    [(run_id, image.image, image.repository, t, d) for t, d in sorted(image.tags.items())],
+                )
+            for r in report.releases:
+                conn.execute(
+                    "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        run_id,
+                        r.image,
+                        r.digest,
+                        json.dumps(list(r.tags)),
+                        r.created,
+                        r.compressed_size,
+                        r.verdict.value,
+                        r.error,
+                    ),
+                )
+                conn.executemany(
+                    "INSERT INTO verdicts (run_id, image, digest, rule, platform, verdict, message, details)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            run_id,
+                            r.image,
+                            r.digest,
+                            c.rule,
+                            c.platform,
+                            c.verdict.value,
+                            c.message,
+                            json.dumps(dict(c.details), default=str),
+                        )
+                        for c in r.checks
+                    ],
+                )
+            conn.execute(
+                "UPDATE runs SET status = 'complete', finished_at = ?, verdict = ? WHERE id = ?",
+                (finished_at, report.verdict.value, run_id),
+            )
+
+    def previous_run(self, before: int | None = None) -> PreviousRun | None:
+        """What the last complete run(s) before run `before` saw: per image, the tags of the last run that
+        listed it; per digest, the verdicts of the last run that verified it (so --tags, --since and an
+        image that could not be listed last night compare with the right night). Crashed runs never count."""
+        limit = before if before is not None else 1 << 62
+        with self._guard():
+            row = self._conn.execute(
+                "SELECT id, started_at FROM runs WHERE status = 'complete' AND id < ? ORDER BY id DESC LIMIT 1",
+                (limit,),
+            ).fetchone()
+            if row is None:
+                return None
+            tags: dict[str, dict[str, str]] = {}
+            for image, tag, digest in self._conn.execute(
+                "SELECT o.image, o.tag, o.digest FROM observations o JOIN ("
+                " SELECT image, MAX(run_id) AS last FROM observations JOIN runs ON runs.id = run_id"
+                " WHERE status = 'complete' AND run_id < ? GROUP BY image"
+                ") l ON o.image = l.image AND o.run_id = l.last",
+                (limit,),
+            ):
+                tags.setdefault(image, {})[tag] = digest
+            verdicts: dict[tuple[str, str], dict[str, list[tuple[str, str, dict[str, Any]]]]] = {}
+            for image, digest, rule, verdict, message, details in self._conn.execute(
+                "SELECT v.image, v.digest, v.rule, v.verdict, v.message, v.details FROM verdicts v JOIN ("
+                " SELECT image, digest, MAX(run_id) AS last FROM releases JOIN runs ON runs.id = run_id"
+                " WHERE status = 'complete' AND run_id < ? GROUP BY image, digest"
+                ") l ON v.image = l.image AND v.digest = l.digest AND v.run_id = l.last",
+                (limit,),
+            ):
+                rules = verdicts.setdefault((image, digest), {})
+                rules.setdefault(rule, []).append((verdict, message, json.loads(details)))
+        return PreviousRun(int(row[0]), str(row[1]), tags, verdicts)
+
+    def nights(self, limit: int = 60) -> list[Night]:
+        """Releases per verdict for the last `limit` complete runs, oldest first (the trend chart)."""
+        with self._guard():
+            runs = self._conn.execute(
+                "SELECT id, started_at FROM runs WHERE status = 'complete' ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            nights = []
+            for run_id, started_at in reversed(runs):
+                counts = {"pass": 0, "fail": 0, "error": 0}
+                for verdict, number in self._conn.execute(
+                    "SELECT verdict, COUNT(*) FROM releases WHERE run_id = ? GROUP BY verdict", (run_id,)
+                ):
+                    counts[str(verdict)] = int(number)
+                nights.append(Night(str(started_at), counts))
+        return nights
+
+    def runs(self) -> list[tuple[int, str, str, str | None]]:
+        """(id, started_at, status, verdict) of every run, oldest first."""
+        with self._guard():
+            rows = self._conn.execute("SELECT id, started_at, status, verdict FROM runs ORDER BY id").fetchall()
+        return [(int(r[0]), str(r[1]), str(r[2]), r[3]) for r in rows]
+
+    # --- content-addressed cache ---------------------------------------------------------------------
+
+    def get_blob(self, digest: str) -> tuple[str, bytes] | None:
+        with self._guard():
+            row = self._conn.execute("SELECT media_type, body FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        return (str(row[0]), bytes(row[1])) if row else None
+
+    def put_blob(self, digest: str, media_type: str, body: bytes) -> None:
+        """Immutable content under its own digest (the caller verified it): written once, never updated."""
+        with self._guard():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO blobs (digest, media_type, body) VALUES (?, ?, ?)", (digest, media_type, body)
+            )
+
+
+class _Guard:
+    """Turns sqlite3 errors into one-line InputErrors that name the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise _history_error(self.path, exc) from None
