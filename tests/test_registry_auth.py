@@ -32,7 +32,7 @@ from imgcheck.registry.client import RegistryClient
 from imgcheck.registry.credentials import CredentialStore
 from imgcheck.registry.reference import Reference
 from imgcheck.testing.push import OCI_MANIFEST, Pusher, canonical_json
-from imgcheck.testing.registry_server import RegistryServer, find_registry_binary, free_port
+from imgcheck.testing.registry_server import RegistryServer, free_port
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
@@ -41,38 +41,6 @@ USER = "release-bot"
 PASSWORD = "s3cret-" + secrets.token_hex(8)
 SERVICE = "imgcheck-test"
 ISSUER = "imgcheck-test-issuer"
-
-
-@dataclass
-class AuthRegistryServer(RegistryServer):
-    """RegistryServer with an `auth:` section (the lead's start() writes none; this copies its logic)."""
-
-    auth_yaml: str = ""
-
-    def start(self) -> AuthRegistryServer:
-        self.storage.mkdir(parents=True, exist_ok=True)
-        config = self.root / "config.yml"
-        config.write_text(
-            "version: 0.1\n"
-            "log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: imgcheck-test-only\n" + self.auth_yaml
-        )
-        self.process = subprocess.Popen(
-            [find_registry_binary(), "serve", str(config)], stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"docker-registry exited early; see {self.log_path}")
-            try:
-                if requests.get(f"{self.url}/v2/", timeout=1).status_code in (200, 401):
-                    return self
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"docker-registry did not answer on {self.host} within 20 s")
 
 
 def bcrypt_htpasswd(user: str, password: str) -> str:
@@ -113,11 +81,11 @@ def push_small(pusher: Pusher, repo: str, tag: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistryServer]:
+def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     root = tmp_path_factory.mktemp("basic-registry")
     (root / "htpasswd").write_text(bcrypt_htpasswd(USER, PASSWORD))
-    server = AuthRegistryServer(root=root, port=free_port())
-    server.auth_yaml = f"auth:\n  htpasswd:\n    realm: imgcheck-test\n    path: {root / 'htpasswd'}\n"
+    server = RegistryServer(root=root, port=free_port())
+    server.extra_config = f"auth:\n  htpasswd:\n    realm: imgcheck-test\n    path: {root / 'htpasswd'}\n"
     server.start()
     session = requests.Session()
     session.auth = (USER, PASSWORD)
@@ -127,7 +95,7 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthReg
 
 
 def test_basic_auth_from_docker_config(
-    basic_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(
         "DOCKER_CONFIG", str(write_docker_config(tmp_path, basic_auths(basic_registry.host, USER, PASSWORD)))
@@ -140,7 +108,7 @@ def test_basic_auth_from_docker_config(
 
 
 def test_anonymous_is_told_to_log_in(
-    basic_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "empty"))
     with RegistryClient(env={}) as client, pytest.raises(RegistryError) as err:
@@ -150,7 +118,7 @@ def test_anonymous_is_told_to_log_in(
 
 
 def test_a_wrong_password_never_appears_in_errors_or_reprs(
-    basic_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = "wrong-" + secrets.token_hex(8)
     monkeypatch.setenv(
@@ -169,7 +137,7 @@ def test_a_wrong_password_never_appears_in_errors_or_reprs(
 
 
 def test_credential_helper_from_docker_config(
-    basic_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real `docker-credential-<name>` executable speaking the helper protocol (server on stdin)."""
     bin_dir = tmp_path / "bin"
@@ -297,11 +265,11 @@ def token_server() -> Iterator[TokenServer]:
 
 
 @pytest.fixture(scope="module")
-def token_registry(token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthRegistryServer]:
+def token_registry(token_server: TokenServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     root = tmp_path_factory.mktemp("token-registry")
     (root / "issuer.pem").write_bytes(token_server.cert_pem)
-    server = AuthRegistryServer(root=root, port=free_port())
-    server.auth_yaml = (
+    server = RegistryServer(root=root, port=free_port())
+    server.extra_config = (
         f"auth:\n  token:\n    realm: {token_server.realm}\n    service: {SERVICE}\n"
         f"    issuer: {ISSUER}\n    rootcertbundle: {root / 'issuer.pem'}\n"
     )
@@ -317,7 +285,7 @@ def token_registry(token_server: TokenServer, tmp_path_factory: pytest.TempPathF
 
 
 def test_bearer_tokens_are_per_repository_scope(
-    token_registry: AuthRegistryServer, token_server: TokenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    token_registry: RegistryServer, token_server: TokenServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(
         "DOCKER_CONFIG", str(write_docker_config(tmp_path, basic_auths(token_registry.host, USER, PASSWORD)))
@@ -337,7 +305,7 @@ def test_bearer_tokens_are_per_repository_scope(
 
 
 def test_bearer_realm_refusing_anonymous_says_log_in(
-    token_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    token_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "none"))
     with RegistryClient(env={}) as client, pytest.raises(RegistryError) as err:
@@ -346,7 +314,7 @@ def test_bearer_realm_refusing_anonymous_says_log_in(
 
 
 def test_bearer_realm_refusing_a_wrong_password_names_the_source_not_the_secret(
-    token_registry: AuthRegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    token_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wrong = "wrong-" + secrets.token_hex(8)
     monkeypatch.setenv(

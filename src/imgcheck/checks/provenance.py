@@ -10,36 +10,24 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
-from imgcheck.checks.signature import Keyless
+from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
+from imgcheck.checks.signature import TrustConfig, collect_signed
 from imgcheck.facts import ImageFacts
 from imgcheck.verdict import Verdict
 
 
 @dataclass(frozen=True)
-class Config(RuleConfig):
+class Config(TrustConfig):
     builder: re.Pattern[str] | None = None
     """Full match against the builder id."""
     source: re.Pattern[str] | None = None
     """Full match against a source URI or its bare `host/owner/repo` form."""
-    keys: tuple[str, ...] = ()
-    keyless: Keyless | None = None
-    trusted_root: str | None = None
     require_signed: bool = True
     """buildx provenance is unsigned; set false to accept it (its binding is then only the registry's)."""
 
 
 def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
-    from imgcheck.supplychain import evidence
-
-    trust = evidence.build_trust(
-        config.keys,
-        config.keyless.issuer if config.keyless else None,
-        config.keyless.identity.pattern if config.keyless else None,
-        config.trusted_root,
-        ctx.options.policy_dir,
-    )
-    return evidence.collect(ctx, facts, "provenance", trust)
+    return collect_signed(ctx, facts, config, "provenance")
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
@@ -25,13 +26,18 @@ class Keyless:
 
 
 @dataclass(frozen=True)
-class Config(RuleConfig):
+class TrustConfig(RuleConfig):
+    """Who must have signed: keys, or a keyless issuer + identity (shared by signature and provenance)."""
+
     keys: tuple[str, ...] = ()
     keyless: Keyless | None = None
     trusted_root: str | None = None
 
 
-def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
+def collect_signed(
+    ctx: CollectContext, facts: ImageFacts, config: TrustConfig, rule_id: Literal["signature", "provenance"]
+) -> object:
+    """Discover what is attached to the digest and load the trust material the config names."""
     from imgcheck.supplychain import evidence
 
     trust = evidence.build_trust(
@@ -41,7 +47,16 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
         config.trusted_root,
         ctx.options.policy_dir,
     )
-    return evidence.collect(ctx, facts, "signature", trust)
+    return evidence.collect(ctx, facts, rule_id, trust)
+
+
+@dataclass(frozen=True)
+class Config(TrustConfig):
+    pass
+
+
+def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
+    return collect_signed(ctx, facts, config, "signature")
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
