@@ -64,7 +64,15 @@ class Gatherer:
         self.client = client
         self.progress = progress or (lambda _m: None)
         self._platform_cache: dict[tuple[str, str, str], PlatformFacts] = {}
-        self._tag_cache: dict[tuple[str, str], tuple[str, Manifest]] = {}
+        self._tag_cache: dict[tuple[str, str], Manifest] = {}
+        self._manifest_cache: dict[tuple[str, str, str], Manifest] = {}
+
+    def manifest(self, registry: str, repo: str, digest: str) -> Manifest:
+        """A manifest by digest, read once per run (content addressed: it cannot change)."""
+        key = (registry, repo, digest)
+        if key not in self._manifest_cache:
+            self._manifest_cache[key] = self.client.get_manifest(registry, repo, digest)
+        return self._manifest_cache[key]
 
     def platform_facts(self, registry: str, repo: str, manifest: Manifest, platform_hint: str | None) -> PlatformFacts:
         key = (registry, repo, manifest.digest)
@@ -82,10 +90,15 @@ class Gatherer:
         raw = self.client.get_blob(registry, repo, config_desc.digest, max_bytes=MAX_CONFIG_BYTES)
         try:
             config = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             config = None
         if not isinstance(config, dict):
             raise RegistryError(f"malformed image config {config_desc.digest} in {registry}/{repo}: not a JSON object")
+        if not isinstance(config.get("config") or {}, dict):
+            raise RegistryError(
+                f"malformed image config {config_desc.digest} in {registry}/{repo}: `config` is not a JSON object",
+                hint="the image's config blob is corrupt or hand-made; rebuild and push the image",
+            )
         os_name, arch = config.get("os"), config.get("architecture")
         platform = platform_hint
         if not platform or platform == "/":
@@ -129,18 +142,18 @@ class Gatherer:
                 continue
             if platform_filter and desc.platform and not platform_matches(desc.platform, platform_filter):
                 continue
-            child = self.client.get_manifest(registry, repo, desc.digest)
+            child = self.manifest(registry, repo, desc.digest)
             if child.is_index:
                 raise RegistryError(f"nested image index {desc.digest} in {registry}/{repo} is not supported")
             platforms.append(self.platform_facts(registry, repo, child, desc.platform))
         return tuple(platforms), tuple(attestations)
 
     def resolve_tag(self, registry: str, repo: str, tag: str) -> Manifest:
+        """A tag's manifest, resolved at most once per run: the first answer is the one every check sees."""
         key = (f"{registry}/{repo}", tag)
         if key not in self._tag_cache:
-            manifest = self.client.resolve(Reference(registry, repo, tag=tag))
-            self._tag_cache[key] = (manifest.digest, manifest)
-        return self._tag_cache[key][1]
+            self._tag_cache[key] = self.client.resolve(Reference(registry, repo, tag=tag))
+        return self._tag_cache[key]
 
     def tag_facts(self, registry: str, repo: str, tag: str, *, with_sizes: bool = False) -> TagFacts:
         """Digest, `created` and version label of another tag (first platform's config)."""
@@ -162,6 +175,8 @@ class Gatherer:
         """Resolve `ref` once and read everything the metadata rules need, by digest."""
         self.progress(f"{name}: resolving {ref}")
         top = self.client.resolve(ref)
+        if ref.tag and not ref.digest:
+            self._tag_cache.setdefault((f"{ref.registry}/{ref.repository}", ref.tag), top)
         platforms, attestations = self.expand(ref.registry, ref.repository, top, platform_filter)
         if not platforms:
             wanted = f" for platform {platform_filter}" if platform_filter else ""

@@ -23,7 +23,8 @@ def _pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UsageError(
-            "the HTML audit report needs matplotlib, which is not installed", hint="install the html extra: pip install 'imgcheck[html]'"
+            "the HTML audit report needs matplotlib, which is not installed",
+            hint="install the html extra: pip install 'imgcheck[html]'",
         ) from None
     return plt
 

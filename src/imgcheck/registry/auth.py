@@ -146,12 +146,14 @@ class Authenticator:
         try:
             answer = json.loads(reply.body)
             token = answer.get("token") or answer.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token = None
         if not isinstance(token, str) or not token:
             raise RegistryError(f"{what}: the token server's answer has no token")
         lifetime = answer.get("expires_in")
-        seconds = float(lifetime) if isinstance(lifetime, int | float) and lifetime > 0 else DEFAULT_TOKEN_LIFETIME
+        seconds = DEFAULT_TOKEN_LIFETIME
+        if isinstance(lifetime, int | float) and not isinstance(lifetime, bool) and 0 < lifetime < 10**9:
+            seconds = float(lifetime)
         with self._lock:
             self._tokens[(registry, scope)] = (token, time.monotonic() + max(1.0, seconds - 5.0))
         return token

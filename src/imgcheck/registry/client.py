@@ -379,8 +379,8 @@ def _sha256(data: bytes) -> str:
 def _json_object(body: bytes, what: str) -> Mapping[str, Any]:
     try:
         doc = json.loads(body)
-    except ValueError:
-        raise RegistryError(f"{what}: the registry's answer is not JSON") from None
+    except (ValueError, RecursionError):
+        raise RegistryError(f"{what}: the registry's answer is not JSON (or nested too deep)") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"{what}: the registry's answer is not a JSON object")
     return doc
@@ -407,8 +407,8 @@ def _verified_manifest(reply: Reply, expected: str | None, what: str) -> Manifes
         )
     try:
         doc = json.loads(reply.body)
-    except ValueError:
-        raise RegistryError(f"malformed manifest {what}: not JSON") from None
+    except (ValueError, RecursionError):
+        raise RegistryError(f"malformed manifest {what}: not JSON (or nested too deep)") from None
     if not isinstance(doc, dict):
         raise RegistryError(f"malformed manifest {what}: not a JSON object")
     return Manifest(digest, _media_type(reply.headers.get("Content-Type"), doc), reply.body, doc)

@@ -90,7 +90,7 @@ class CredentialStore:
             config: Any = json.loads(path.read_text())
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             self._note(f"ignoring unreadable Docker config {path}")
             return None
         if not isinstance(config, dict):
@@ -136,7 +136,7 @@ class CredentialStore:
         try:
             answer = json.loads(done.stdout)
             username, secret = str(answer["Username"]), str(answer["Secret"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             self._note(f"docker-credential-{name} gave an unreadable answer; going anonymous")
             return None
         source = f"docker-credential-{name}"

@@ -16,7 +16,7 @@ def registry_error_code(body: bytes) -> str | None:
     try:
         errors = json.loads(body).get("errors")
         code = errors[0].get("code")
-    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError, RecursionError):
         return None
     return code if isinstance(code, str) and code.isascii() and len(code) < 64 else None
 

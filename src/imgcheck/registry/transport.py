@@ -11,13 +11,14 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from imgcheck.errors import RegistryError
@@ -245,7 +246,7 @@ class Transport:
         chunks: list[bytes] = []
         total = 0
         try:
-            for chunk in resp.iter_content(_CHUNK):
+            for chunk in _body_chunks(resp):
                 total += len(chunk)
                 if total > cap:
                     if strict:
@@ -261,11 +262,22 @@ class Transport:
                         f"{what}: {host} was still sending when the {self.timeout:g} s deadline passed",
                         hint=f"check that {host} is healthy, or raise the timeout",
                     )
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise _Retryable(f"body cut short after {total} bytes ({type(exc).__name__})") from None
         if expected is not None and total != expected:
             raise _Retryable(f"body cut short: {total} of {expected} bytes")
         return b"".join(chunks)
+
+
+def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: `read1` returns whatever is there, so a registry that trickles one byte
+    at a time cannot keep a 64 KiB read (and so the deadline check between reads) waiting for hours."""
+    raw = resp.raw
+    if not hasattr(raw, "read1"):  # urllib3 < 2.3
+        yield from resp.iter_content(_CHUNK)
+        return
+    while chunk := raw.read1(_CHUNK, decode_content=True):
+        yield chunk
 
 
 def _retry_after(value: str | None) -> float | None:

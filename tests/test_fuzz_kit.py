@@ -1,0 +1,91 @@
+"""Shared hypothesis strategies for the fuzz tests (no tests here): random JSON, mutated real documents, hostile bytes.
+
+The fuzz contract checked by tests/test_fuzz*.py: a parser of outside input returns a value or
+raises an ImgcheckError (exit 2) or its module's documented "malformed" error; anything else
+(KeyError, AttributeError, RecursionError, a hang) is a bug.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+
+EXAMPLES = int(os.environ.get("IMGCHECK_FUZZ_EXAMPLES", "50"))
+"""Examples per fuzz target: small in `make test`, 2000 in `make fuzz` (>= 10,000 in total)."""
+
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    # `make test` replays the same small slice every run (CI stays deterministic); `make fuzz` explores.
+    derandomize="IMGCHECK_FUZZ_EXAMPLES" not in os.environ,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.sampled_from(["", "sha256:" + "a" * 64, "sha256:zz", "latest", "1e999", "\u0000", "../../etc/passwd"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, doc: Any) -> Any:
+    """A real document with 1-4 random edits: a subtree replaced, a key dropped, a type changed."""
+    doc = copy.deepcopy(doc)
+    for _ in range(draw(st.integers(1, 4))):
+        doc = _mutate(draw, doc, 0)
+    return doc
+
+
+def _mutate(draw: st.DrawFn, node: Any, depth: int) -> Any:
+    if isinstance(node, dict) and node and depth < 12 and draw(st.integers(0, 3)) > 0:
+        key = draw(st.sampled_from(sorted(node)))
+        if draw(st.integers(0, 4)) == 0:
+            del node[key]
+        else:
+            node[key] = _mutate(draw, node[key], depth + 1)
+        return node
+    if isinstance(node, list) and node and depth < 12 and draw(st.integers(0, 3)) > 0:
+        index = draw(st.integers(0, len(node) - 1))
+        node[index] = _mutate(draw, node[index], depth + 1)
+        return node
+    return draw(json_values)
+
+
+def hostile_bytes(*real: bytes, deep_nesting: bool = True) -> st.SearchStrategy[bytes]:
+    """Bytes a hostile or broken source sends: noise, truncations of real files, deep nesting, bad UTF-8.
+
+    `deep_nesting=False` only for parsers with a known, reported, deterministic xfail for it."""
+    truncated = [st.integers(0, max(0, len(doc) - 1)).map(_prefix_of(doc)) for doc in real]
+    deep = st.integers(500, 200_000).flatmap(
+        lambda n: st.sampled_from([b"[" * n, b'{"a":' * n, b"[" * n + b"]" * n, b'{"a":' * n + b"1" + b"}" * n])
+    )
+    return st.one_of(
+        st.binary(max_size=300),
+        deep if deep_nesting else st.nothing(),
+        st.sampled_from([b"", b"null", b"[]", b"{}", b'"x"', b"1e999", b"NaN", b"\xff\xfe{}", b'{"a":1,"a":2}']),
+        *truncated,
+    )
+
+
+def _prefix_of(doc: bytes) -> Callable[[int], bytes]:
+    return lambda n: doc[:n]
+
+
+def json_bytes(value: Any) -> bytes:
+    return json.dumps(value).encode()
