@@ -188,6 +188,8 @@ def test_one_image_erroring_does_not_hide_the_others(
     assert by_name["beta"]["verdict"] == "error" and by_name["beta"]["digest"] is None
     assert "cli/does-not-exist" in by_name["beta"]["error"]
     assert doc["verdict"] == "error"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("imgcheck: error:")]
+    assert len(errors) == 1 and "beta" in errors[0] and "cli/does-not-exist" in errors[0]
 
 
 def test_tampered_config_blob_is_exit_2_never_a_verdict(

@@ -198,6 +198,9 @@ def _emit(result: object, output_format: str, report_files: list[tuple[str, Path
     from imgcheck.report.model import Report
 
     assert isinstance(result, Report)
+    for image in result.images:
+        if image.error is not None:  # the contract: what could not be verified is said on stderr, one line each
+            typer.echo(f"imgcheck: error: {image.name} ({image.reference}): {image.error}", err=True)
     for fmt, path in report_files:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,8 @@ def _collect(
         return spec.collect(ctx, facts, config), None
     except ImgcheckError as err:
         return None, Finding(Verdict.ERROR, str(err))
+    except Exception as err:  # a crashing collector is this rule's error, not the run's
+        return None, Finding(Verdict.ERROR, f"internal error collecting '{spec.id}': {type(err).__name__}: {err}")
 
 
 def _judge(
@@ -149,6 +151,8 @@ def verify(
             except ImgcheckError as err:
                 say(f"{target.name}: could not verify: {err}")
                 gathered.append((target, None, str(err)))
+            except Exception as err:  # one image's bug must not hide the others' verdicts
+                gathered.append((target, None, f"internal error reading facts: {type(err).__name__}: {err}"))
 
         ctx = CollectContext(registry=registry, options=options, progress=say)
         enriched: list[tuple[Target, ImageFacts | None, str | None, dict[str, Finding]]] = []

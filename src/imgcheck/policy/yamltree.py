@@ -37,7 +37,8 @@ class Loc:
     def child(self, key: str | int, line: int) -> Loc:
         if isinstance(key, int):
             return Loc(self.file, line, f"{self.path}[{key}]")
-        return Loc(self.file, line, f"{self.path}.{key}" if self.path else key)
+        name = key if key.isprintable() else repr(key)  # a newline in a key must not split (or forge) the error line
+        return Loc(self.file, line, f"{self.path}.{name}" if self.path else name)
 
 
 def fail(loc: Loc, what: str, allowed: str | None = None) -> NoReturn:

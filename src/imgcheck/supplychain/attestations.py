@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from imgcheck import jsontext
 from imgcheck.errors import InputError
 from imgcheck.supplychain.attachments import ANN_CERTIFICATE, Attachment
 from imgcheck.supplychain.bundles import sigstore_version, verify_bundle
@@ -108,7 +109,7 @@ def unverified_statement(att: Attachment) -> bytes:
         return parse_envelope(att.content).payload
     if att.kind == "bundle":
         try:
-            doc = json.loads(att.content)
+            doc = jsontext.loads(att.content)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedError(f"Sigstore bundle is not JSON ({exc})") from None
         envelope = doc.get("dsseEnvelope") if isinstance(doc, dict) else None

@@ -8,13 +8,13 @@ as `unsupported` outcomes that name the limit, so the rule says `error`, never `
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from imgcheck import jsontext
 from imgcheck.supplychain.dsse import INTOTO_PAYLOAD_TYPE, MalformedError, matching_subject, parse_statement
 from imgcheck.supplychain.outcome import Outcome, Trust
 
@@ -112,7 +112,13 @@ def _limit(raw: Mapping[str, Any]) -> str | None:
             f"the bundle has no transparency-log entry (as GitHub private-repository attestations); "
             f"sigstore-python {version} cannot verify such bundles offline"
         )
-    kinds = {str((e.get("kindVersion") or {}).get("kind")) for e in entries if isinstance(e, dict)}
+    if not isinstance(entries, list):
+        return None  # malformed: sigstore-python's own parsing rejects it with a message
+    kinds = {
+        str(e["kindVersion"].get("kind"))
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("kindVersion"), dict)
+    }
     if "intoto" in kinds:
         return (
             f"the bundle's Rekor entry is of kind 'intoto' (as npm provenance); sigstore-python {version} "
@@ -133,7 +139,7 @@ def verify_bundle(content: bytes, origin: str, digests: Iterable[str], trust: Tr
     """
     digests = list(digests)
     try:
-        raw = json.loads(content)
+        raw = jsontext.loads(content)
         if not isinstance(raw, dict):
             raise ValueError("not a JSON object")
     except (ValueError, UnicodeDecodeError) as exc:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imgcheck import jsontext
 from imgcheck.supplychain.keys import PublicKey, verify_bytes
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -50,7 +50,7 @@ def _b64(value: Any, what: str) -> bytes:
 
 def parse_envelope(content: bytes) -> Envelope:
     try:
-        doc = json.loads(content)
+        doc = jsontext.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedError(f"DSSE envelope is not JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -79,7 +79,7 @@ def verify_envelope(envelope: Envelope, keys: Iterable[PublicKey]) -> PublicKey 
 def parse_statement(payload: bytes) -> Mapping[str, Any]:
     """An in-toto Statement (v0.1 or v1) with a subject list and a predicate type."""
     try:
-        doc = json.loads(payload)
+        doc = jsontext.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedError(f"in-toto statement is not JSON ({exc})") from None
     if not isinstance(doc, dict):

@@ -7,11 +7,11 @@ because buildx writes the SBOM before the image digest exists.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imgcheck import jsontext
 from imgcheck.supplychain.attachments import Attachment
 from imgcheck.supplychain.attestations import unverified_statement
 from imgcheck.supplychain.dsse import MalformedError, matching_subject, parse_statement, subject_digests
@@ -37,7 +37,7 @@ def _document(att: Attachment, digests: Sequence[str]) -> tuple[SbomDocument, st
     predicate = statement.get("predicate")
     if isinstance(predicate, str):
         try:
-            predicate = json.loads(predicate)
+            predicate = jsontext.loads(predicate)
         except ValueError:
             raise MalformedError("attestation predicate is a string that is not JSON") from None
     if not isinstance(predicate, dict):

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from imgcheck import jsontext
 from imgcheck.supplychain.dsse import MalformedError
 
 Format = Literal["cyclonedx", "spdx"]
@@ -57,7 +58,7 @@ def _digests(values: Iterable[Any]) -> set[str]:
 def load(content: bytes) -> SbomDocument:
     """Parse and validate an SBOM; MalformedError (one line) when it is not a valid one."""
     try:
-        doc = json.loads(content)
+        doc = jsontext.loads(content)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedError(f"SBOM is not JSON ({exc}); truncated or not a JSON SBOM") from None
     if not isinstance(doc, dict):

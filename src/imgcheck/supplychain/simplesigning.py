@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imgcheck import jsontext
 from imgcheck.errors import InputError
 from imgcheck.supplychain.attachments import ANN_CERTIFICATE, ANN_REKOR_BUNDLE, ANN_SIGNATURE, Attachment
 from imgcheck.supplychain.bundles import sigstore_version
@@ -34,7 +34,7 @@ class Payload:
 def parse_payload(payload: bytes) -> Payload:
     """The simplesigning JSON; MalformedError when it is not a cosign image signature payload."""
     try:
-        doc = json.loads(payload)
+        doc = jsontext.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedError(f"simplesigning payload is not JSON ({exc})") from None
     critical = doc.get("critical") if isinstance(doc, dict) else None
