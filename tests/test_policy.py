@@ -533,3 +533,18 @@ def test_mutated_k2_policy_loads_or_raises_policy_error(data: st.DataObject) -> 
         else:
             lines[index] = "  " + lines[index]
     _assert_policy_or_policy_error("\n".join(lines) + "\n")
+
+
+def test_relative_paths_of_the_bundled_policy_resolve_against_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reports/{name}.trivy.json` in the bundled k2 policy means the user's folder, not site-packages."""
+    from imgcheck.policy.loader import default_policy_path
+
+    monkeypatch.chdir(tmp_path)
+    bundled = load_policy(default_policy_path(tmp_path))
+    assert bundled.base_dir == tmp_path
+    own = tmp_path / "conf" / "imgcheck.yaml"
+    own.parent.mkdir()
+    own.write_text(default_policy_path(tmp_path).read_text())
+    assert load_policy(own).base_dir == own.parent

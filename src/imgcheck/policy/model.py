@@ -34,4 +34,9 @@ class Policy:
 
     @property
     def base_dir(self) -> Path:
+        """Where relative paths in the policy (keys, reports, VEX) resolve: the policy file's folder,
+        except for a policy bundled inside imgcheck, whose paths are the user's (the working directory)."""
+        bundled = Path(__file__).resolve().parent.parent / "policies"
+        if self.path.resolve().parent == bundled:
+            return Path.cwd()
         return self.path.parent
