@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
-from fixtures.k2 import K2_NAMES, PREVIOUS, noise_layer, push_k2_image, repository  # noqa: E402
+from fixtures.images import data_layer  # noqa: E402
+from fixtures.k2 import K2_NAMES, PREVIOUS, push_k2_image, repository  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
 
@@ -57,7 +58,7 @@ def publish(registry: RegistryServer, layer_bytes: int) -> int:
     pusher = Pusher(registry.host)
     total = 0
     for name in K2_NAMES:
-        big = noise_layer(f"/opt/k2/{name}/model.bin", layer_bytes, seed=f"bench-{name}".encode())
+        big = data_layer(f"/opt/k2/{name}/model.bin", layer_bytes, seed=f"bench-{name}".encode())
         repo = repository(name)
         push_k2_image(pusher, repo, name=name, build=PREVIOUS, tags=(f"main-{PREVIOUS.sha7}",), extra_layers=[big])
         image = push_k2_image(pusher, repo, name=name, extra_layers=[big])

@@ -34,7 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
-from fixtures.k2 import K2_NAMES, noise_layer, push_k2_image, repository  # noqa: E402
+from fixtures.images import data_layer  # noqa: E402
+from fixtures.k2 import K2_NAMES, push_k2_image, repository  # noqa: E402
 from imgcheck.engine.run import RunSpec  # noqa: E402
 from imgcheck.engine.session import smoke_image  # noqa: E402
 from imgcheck.facts import ImageFacts  # noqa: E402
@@ -77,7 +78,7 @@ def publish(registry: RegistryServer, layer_bytes: int) -> list[str]:
     pusher = Pusher(registry.host)
     refs = []
     for name in K2_NAMES:
-        big = noise_layer(f"/opt/k2/{name}/model.bin", layer_bytes, seed=f"smoke-bench-{name}".encode())
+        big = data_layer(f"/opt/k2/{name}/model.bin", layer_bytes, seed=f"smoke-bench-{name}".encode())
         push_k2_image(pusher, repository(name), name=name, extra_layers=[big])
         refs.append(f"{registry.host}/{repository(name)}:latest")
     return refs

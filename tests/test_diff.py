@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fixtures.k2 import CURRENT_SEMVER, DEMO_SECRET, K2_NAMES, PREVIOUS_SEMVER, noise_layer, push_k2_image
+from fixtures.images import data_layer
+from fixtures.k2 import CURRENT_SEMVER, DEMO_SECRET, K2_NAMES, PREVIOUS_SEMVER, push_k2_image
 from fixtures.security import BUSYBOX_AWK_UAF, XZ_BACKDOOR, trivy_report
 from imgcheck.audit.diff import sbom_packages
 from imgcheck.audit.diff_render import run_diff
@@ -30,7 +31,7 @@ def publish(pusher: Pusher, reports: Path) -> dict[str, tuple[Any, Any]]:
     for name in K2_NAMES[:2]:
         repo = f"{NAMESPACE}/k2-market-data-platform-{name}"
         old = push_k2_image(pusher, repo, name=name, build=PREVIOUS_SEMVER, tags=("v1.4.1",))
-        extra = [noise_layer("/opt/k2/model.bin", 400_000, seed=name.encode())] if name == "producer" else []
+        extra = [data_layer("/opt/k2/model.bin", 400_000, seed=name.encode())] if name == "producer" else []
         new = push_k2_image(
             pusher,
             repo,
