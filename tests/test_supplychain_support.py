@@ -81,8 +81,8 @@ def facts_for_digest(registry_host: str, repo: str, digest: str) -> ImageFacts:
 def push_bundle_in_fallback_index(pusher: Pusher, repo: str, digest: str, bundle: bytes) -> None:
     """A referrer manifest without `subject` listed in the fallback index of `digest` (the subject
     manifest itself is not in the registry; distribution 2.8 does not validate fallback indexes)."""
-    from fixtures.supplychain import EMPTY_CONFIG, OCI_MANIFEST, cosign_tag
-    from imgcheck.testing.push import OCI_INDEX, canonical_json, sha256_digest
+    from fixtures.supplychain import EMPTY_CONFIG, cosign_tag
+    from imgcheck.testing.push import OCI_INDEX, OCI_MANIFEST, canonical_json, sha256_digest
 
     bundle_type = "application/vnd.dev.sigstore.bundle.v0.3+json"
     manifest = {

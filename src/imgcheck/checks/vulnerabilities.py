@@ -1,23 +1,27 @@
 """vulnerabilities: Trivy results for this digest turned into a verdict.
 
 `collect` reads the report files (and ignore/VEX files) at the edge; `check` is pure over them.
-Reports attached in the registry (cosign vuln attestations, SARIF referrers) enter through
-`imgcheck.vulns.attached.report_from_attachment`, fed by the supply-chain discovery module.
+With `attached:`, collect also discovers what is attached to the digest (the supply-chain discovery
+module) and turns cosign vuln attestations and SARIF referrers into reports (`imgcheck.vulns.fromregistry`):
+`attached: true` uses only attestations whose signature verifies with `keys` / `keyless`;
+`attached: unsigned` also uses unsigned evidence, and the message says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
+from imgcheck.checks.signature import TrustConfig
 from imgcheck.facts import ImageFacts
 from imgcheck.vulns.message import limit_text
 
 if TYPE_CHECKING:
+    from imgcheck.vulns import fromregistry as vulns_fromregistry
     from imgcheck.vulns import waivers as vulns_waivers
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
@@ -42,7 +46,10 @@ class Waiver:
 
 
 @dataclass(frozen=True)
-class Config(RuleConfig):
+class Config(TrustConfig):
+    """Trivy report settings; `keys` / `keyless` / `trusted_root` (as in the signature rule) are who
+    must have signed an attached vuln attestation."""
+
     report: str | None = None
     """Path template of the Trivy report (`{name}`, `{tag}`, `{digest_hex}`), relative to the policy."""
     bind: Literal["digest", "none"] = "digest"
@@ -62,8 +69,18 @@ class Config(RuleConfig):
     """`.trivyignore` / `.trivyignore.yaml` files imported as waivers."""
     vex: tuple[str, ...] = ()
     """OpenVEX / CycloneDX VEX files; `not_affected` and `fixed` statements for this image suppress."""
+    attached: Literal[False, True, "unsigned"] = False
+    """Also use reports attached to the digest in the registry: `true` signed cosign vuln attestations
+    only; `unsigned` also unsigned ones and SARIF referrers. Off by default: discovery costs requests."""
 
     def __post_init__(self) -> None:
+        if self.attached is True and not self.keys and self.keyless is None:
+            raise ValueError(
+                "attached: true uses only signed vuln attestations: name `keys` or `keyless` to verify them "
+                "(or `attached: unsigned` to accept unsigned ones)"
+            )
+        if not self.attached and (self.keys or self.keyless or self.trusted_root):
+            raise ValueError("keys / keyless / trusted_root verify attached reports: set `attached: true` to use them")
         both = set(self.fail_on) & set(self.warn_on)
         if both:
             raise ValueError(f"severities {sorted(both)} are in both fail_on and warn_on; pick one")
@@ -74,21 +91,28 @@ class Config(RuleConfig):
 
 
 def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
-    """Read this image's candidate reports plus the ignore and VEX files (bounded, fail closed)."""
+    """Read this image's candidate reports plus the ignore and VEX files (bounded, fail closed), and,
+    with `attached:`, the vulnerability reports attached to the digest."""
     from imgcheck.vulns import files, vex, waivers
+    from imgcheck.vulns.fromregistry import Attached
     from imgcheck.vulns.verdict import Evidence
 
     base = ctx.options.policy_dir
+    paths: tuple[Path, ...] = ()
+    missing: tuple[str, ...] = ()
     if ctx.options.trivy_reports:
         paths = tuple(ctx.options.trivy_reports)
     elif config.report:
         path = base / files.expand_template(config.report, name=facts.name, tag=facts.tag, digest=facts.digest)
-        if not path.exists():
+        if path.exists():
+            paths = (path,)
+        elif not config.attached:
             return Evidence(searched=(str(path),), waivers=_waivers(config))
-        paths = (path,)
-    else:
+        else:
+            missing = (str(path),)
+    elif not config.attached:
         return Evidence(no_source=True)
-    loaded = files.load_reports(paths)
+    loaded = files.load_reports(paths) if paths else files.Loaded((), ())
     statements: list[vex.VexStatement] = []
     for name in config.vex:
         vpath = _resolve(base, name)
@@ -98,13 +122,37 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
     for name in config.ignore_files:
         ipath = _resolve(base, name)
         imported += waivers.load_ignore_file(ipath, files.read_text(ipath, "ignore file"))
+    attached = _attached(ctx, facts, config) if config.attached else Attached((), ())
     return Evidence(
-        reports=loaded.reports,
-        searched=tuple(str(p) for p in paths),
+        reports=(*loaded.reports, *attached.reports),
+        searched=(*(str(p) for p in paths), *missing, *attached.looked),
         skipped=loaded.skipped,
         waivers=(*_waivers(config), *imported),
         vex=tuple(statements),
+        attachments=attached.notes,
     )
+
+
+def _attached(ctx: CollectContext, facts: ImageFacts, config: Config) -> vulns_fromregistry.Attached:
+    """Discover the digest's attachments (registry I/O) and keep the vulnerability reports the policy trusts."""
+    from imgcheck.supplychain import evidence
+    from imgcheck.vulns.attached import ImageDigests
+    from imgcheck.vulns.fromregistry import attached_reports
+
+    trust = evidence.build_trust(
+        config.keys,
+        config.keyless.issuer if config.keyless else None,
+        config.keyless.identity.pattern if config.keyless else None,
+        config.trusted_root,
+        ctx.options.policy_dir,
+    )
+    found = evidence.collect(ctx, facts, "vulnerabilities", trust).found
+    image = ImageDigests(
+        manifests=tuple(dict.fromkeys((facts.digest, *(p.manifest_digest for p in facts.platforms)))),
+        configs=tuple(p.config_digest for p in facts.platforms),
+    )
+    result = attached_reports(found.attachments, image, trust, accept_unsigned=config.attached == "unsigned")
+    return replace(result, looked=found.looked)
 
 
 def _resolve(base: Path, name: str) -> Path:
@@ -157,6 +205,9 @@ def describe(config: Config) -> str:
     if config.vex:
         parts.append(f"{len(config.vex)} VEX files")
     source = config.report or "--trivy-report"
+    if config.attached:
+        signed = "signed or unsigned" if config.attached == "unsigned" else "signed"
+        source += f" and {signed} reports attached to the digest"
     bind = "any report naming no image too (bind: none)" if config.bind == "none" else "bound by digest"
     return f"Trivy report {source}, {bind}: " + ", ".join(parts)
 

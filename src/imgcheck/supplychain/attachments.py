@@ -29,9 +29,10 @@ ANN_BUILDX_REF_TYPE = "vnd.docker.reference.type"
 ANN_INTOTO_PREDICATE = "in-toto.io/predicate-type"
 ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 
-Kind = Literal["simplesigning", "dsse", "bundle", "sbom", "statement"]
+Kind = Literal["simplesigning", "dsse", "bundle", "sbom", "statement", "sarif"]
 """simplesigning: a cosign `.sig` layer (content = payload); dsse: a DSSE envelope; bundle: a Sigstore
-bundle; sbom: a bare SBOM document; statement: an unsigned in-toto statement (buildx)."""
+bundle; sbom: a bare SBOM document; statement: an unsigned in-toto statement (buildx); sarif: a SARIF
+log attached as a referrer (Ratify's layout for vulnerability reports)."""
 
 
 @dataclass(frozen=True)

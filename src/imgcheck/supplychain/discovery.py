@@ -3,7 +3,8 @@
 - OCI 1.1 referrers (the API, else the `sha256-<hex>` fallback tag): cosign v3 Sigstore bundles,
   `oras attach`-style SBOMs, cosign OCI 1.1 signatures;
 - cosign's tag layout: `sha256-<hex>.sig` (simplesigning), `.att` (DSSE), `.sbom` (bare SBOMs);
-- buildx attestation manifests inside an index (unsigned in-toto statements per platform).
+- buildx attestation manifests inside an index (unsigned in-toto statements per platform);
+- for vulnerability reports: cosign vuln attestations (`.att`, bundles) and SARIF referrers (Ratify's layout).
 
 Every read goes through `RegistryClient` (digest-verified, size-capped). Cheap metadata (media types,
 annotations) decides what is worth reading, so a big unrelated referrer is never downloaded.
@@ -33,7 +34,13 @@ from imgcheck.supplychain.attachments import (
 if TYPE_CHECKING:
     from imgcheck.registry.client import RegistryClient
 
-Purpose = Literal["signature", "sbom", "provenance"]
+Purpose = Literal["signature", "sbom", "provenance", "vulnerabilities"]
+
+SARIF_JSON = "application/sarif+json"
+"""`oras attach --artifact-type application/sarif+json`: a scanner's SARIF log as a referrer (Ratify)."""
+SARIF_KIND: Kind = "sarif"
+"""The attachment kind of a SARIF referrer layer (until `attachments.Kind` lists "sarif")."""
+ANN_CREATED = "org.opencontainers.image.created"
 
 MAX_SIGNATURE_BYTES = 1024 * 1024
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
@@ -43,6 +50,7 @@ MAX_ATTACHMENTS = 64
 
 SBOM_PREDICATE_MARKERS = ("cyclonedx", "spdx")
 PROVENANCE_PREDICATE_MARKERS = ("slsa.dev/provenance",)
+VULN_PREDICATE_MARKERS = ("cosign.sigstore.dev/attestation/vuln",)
 
 
 def cosign_tag(digest: str, suffix: str) -> str:
@@ -57,7 +65,11 @@ def predicate_wanted(purpose: Purpose, predicate_type: str | None) -> bool:
         return True
     if predicate_type is None:
         return True
-    markers = SBOM_PREDICATE_MARKERS if purpose == "sbom" else PROVENANCE_PREDICATE_MARKERS
+    markers = {
+        "sbom": SBOM_PREDICATE_MARKERS,
+        "provenance": PROVENANCE_PREDICATE_MARKERS,
+        "vulnerabilities": VULN_PREDICATE_MARKERS,
+    }[purpose]
     return any(m in predicate_type.lower() for m in markers)
 
 
@@ -77,7 +89,9 @@ def discover(
     for desc in client.referrers(registry, repository, digest):
         found.extend(_from_referrer(client, registry, repository, digest, desc, purpose))
 
-    suffixes = {"signature": ("sig",), "sbom": ("sbom", "att"), "provenance": ("att",)}[purpose]
+    suffixes = {"signature": ("sig",), "sbom": ("sbom", "att"), "provenance": ("att",), "vulnerabilities": ("att",)}[
+        purpose
+    ]
     for suffix in suffixes:
         tag = cosign_tag(digest, suffix)
         looked.append(f"cosign tag {tag}")
@@ -121,7 +135,14 @@ def _layer_kind(media_type: str, purpose: Purpose, annotations: Mapping[str, str
         return "bundle" if predicate_wanted(purpose, annotations.get(ANN_BUNDLE_PREDICATE)) else None
     if base in SBOM_MEDIA_TYPES:
         return "sbom" if purpose == "sbom" else None
+    if base == SARIF_JSON:
+        return SARIF_KIND if purpose == "vulnerabilities" else None
     return None
+
+
+def is_sarif(att: Attachment) -> bool:
+    """Whether discovery read this attachment as a SARIF referrer layer."""
+    return att.kind == SARIF_KIND
 
 
 def _read_layers(
@@ -179,8 +200,14 @@ def _from_referrer(
     elif artifact_type.split(";")[0] in SBOM_MEDIA_TYPES:
         if purpose != "sbom":
             return []
+    elif artifact_type.split(";")[0] == SARIF_JSON:
+        if purpose != "vulnerabilities":
+            return []
+        return _sarif_referrer(client, registry, repository, digest, desc)
     elif artifact_type and purpose != "signature" and "cosign" in artifact_type and "sig" in artifact_type:
         return []
+    elif purpose == "vulnerabilities" and artifact_type and artifact_type.split(";")[0] not in (DSSE_ENVELOPE, IN_TOTO):
+        return []  # an SBOM, a signature, an unknown artifact: not worth a manifest read
     manifest = client.get_manifest(registry, repository, desc.digest).json
     out = _read_layers(
         client,
@@ -204,6 +231,32 @@ def _from_referrer(
             out.append(
                 Attachment("bundle", f"referrer {desc.digest[:19]}", digest, artifact_type, content, annotations)
             )
+    return out
+
+
+def _sarif_referrer(
+    client: RegistryClient, registry: str, repository: str, digest: str, desc: Descriptor
+) -> list[Attachment]:
+    """A SARIF referrer's report layer, with the referrer manifest's annotations (its `created` is the
+    only scan time a SARIF referrer has). `oras attach` without `:application/sarif+json` gives the
+    file a generic layer type, so the first layer is taken when none says SARIF."""
+    manifest = client.get_manifest(registry, repository, desc.digest).json
+    layers = _layers(manifest)
+    chosen = [layer for layer in layers if str(layer.get("mediaType", "")).split(";")[0] == SARIF_JSON] or layers[:1]
+    annotations = {**dict(desc.annotations), **_annotations(manifest)}
+    out: list[Attachment] = []
+    for layer in chosen:
+        content = client.get_blob(registry, repository, str(layer["digest"]), max_bytes=MAX_DOCUMENT_BYTES)
+        out.append(
+            Attachment(
+                SARIF_KIND,
+                f"referrer {desc.digest[:19]}",
+                digest,
+                str(layer.get("mediaType", "")),
+                content,
+                {**annotations, **_annotations(layer)},
+            )
+        )
     return out
 
 

@@ -14,6 +14,7 @@ from imgcheck.verdict import Verdict
 from imgcheck.vulns import message as msg
 from imgcheck.vulns.binding import BindResult, bind_reports
 from imgcheck.vulns.evaluate import Evaluation, Rules, evaluate
+from imgcheck.vulns.fromregistry import AttachmentNote
 from imgcheck.vulns.model import ScanReport
 from imgcheck.vulns.vex import ImageIdentity, VexStatement
 from imgcheck.vulns.waivers import Waiver
@@ -36,6 +37,8 @@ class Evidence:
     vex: tuple[VexStatement, ...] = ()
     no_source: bool = False
     """Neither --trivy-report nor the policy's `report:` says where reports are."""
+    attachments: tuple[AttachmentNote, ...] = ()
+    """Every vulnerability attachment found in the registry (`attached:`), used or not, and why."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,21 @@ def judge(
         + [{**msg.report_row(b.report, b.how), "why": "superseded by a newer report"} for b in bound.superseded],
         "skipped_files": list(evidence.skipped),
     }
+    if evidence.attachments:
+        details["attachments"] = [n.as_detail() for n in evidence.attachments]
+    broken = [n for n in evidence.attachments if n.status == "invalid"]
+    if broken:
+        return Judgement(
+            Verdict.ERROR,
+            f"attached report cannot be read: {_with_origin(broken[0])}; re-attach a valid report",
+            details,
+        )
     if not bound.used:
+        unsupported = [n for n in evidence.attachments if n.status == "unsupported"]
+        if unsupported:
+            return Judgement(
+                Verdict.ERROR, f"{unsupported[0].origin}: {unsupported[0].message}; no other report to use", details
+            )
         return Judgement(Verdict.FAIL, _unbound_message(facts, evidence, bound), details)
     reports = [b.report for b in bound.used]
     age_problems, undated = _freshness(reports, max_age, now)
@@ -93,7 +110,7 @@ def judge(
         verdict = Verdict.FAIL
     elif warn_parts or expiring:
         verdict = Verdict.WARN
-    parts = age_problems + fail_parts + warn_parts + info_parts
+    parts = age_problems + fail_parts + warn_parts + info_parts + _attachment_parts(evidence.attachments, bound)
     extra = [b.how for b in bound.used if b.key == "unbound" or b.platform]
     if extra:
         parts.append("bound by " + ", ".join(extra))
@@ -126,7 +143,32 @@ def _unbound_message(facts: ImageFacts, evidence: Evidence, bound: BindResult) -
         text += f"; ignored {len(bound.other)} report(s) for other images"
     if bound.unbound_refused:
         text += f"; {len(bound.unbound_refused)} report(s) name no image (fs scan?): set `bind: none` to accept them"
+    ignored = [n for n in evidence.attachments if n.status == "ignored"]
+    if ignored:
+        text += f"; ignored {len(ignored)} attachment(s): " + "; ".join(f"{n.origin}: {n.message}" for n in ignored[:2])
     return text
+
+
+def _with_origin(note: AttachmentNote) -> str:
+    return note.message if note.origin in note.message else f"{note.origin}: {note.message}"
+
+
+def _attachment_parts(notes: tuple[AttachmentNote, ...], bound: BindResult) -> list[str]:
+    """Which attached reports spoke for the image (unsigned ones said so) and which were refused."""
+    used = {b.report.source for b in bound.used}
+    parts = []
+    unsigned = [n for n in notes if n.status == "unsigned" and any(n.origin in s for s in used)]
+    if unsigned:
+        parts.append("UNSIGNED attached report used (attached: unsigned): " + ", ".join(n.origin for n in unsigned))
+    signed = [n for n in notes if n.status == "signed" and any(n.origin in s for s in used)]
+    if signed:
+        parts.append("signed attached report: " + ", ".join(n.origin for n in signed))
+    ignored = [n for n in notes if n.status in ("ignored", "unsupported")]
+    if ignored:
+        parts.append(
+            f"ignored {len(ignored)} attachment(s): " + "; ".join(f"{n.origin}: {n.message}" for n in ignored[:2])
+        )
+    return parts
 
 
 def _freshness(
