@@ -6,6 +6,8 @@ Three k2 images with ~30 MB incompressible layers in a local registry. Measures,
       (target <= 0.001: no layer is ever downloaded);
   (b) wall time of that verify over `skopeo inspect` of the same three images (the peer that reads
       the same manifest and config), median of a few repetitions (target <= 2).
+Also shown, to say where the time goes: the requests the registry answered (its JSON log; tags still
+on the verified digest cost a 304), and the time a Python takes to start and import what the verify imports.
 
     python bench/metadata.py [--reps 5] [--layer-mb 30]
 """
@@ -13,12 +15,15 @@ Three k2 images with ~30 MB incompressible layers in a local registry. Measures,
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +83,33 @@ def settled_bytes(registry: RegistryServer) -> int:
     return last
 
 
+def requests_served(registry: RegistryServer) -> Counter[str]:
+    """Requests by `METHOD status` from the registry's JSON log."""
+    counts: Counter[str] = Counter()
+    for line in registry.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "http.request.method" in entry and "http.response.status" in entry:
+            counts[f"{entry['http.request.method']} {entry['http.response.status']}"] += 1
+    return counts
+
+
+def import_command(cmd: Sequence[str]) -> list[str]:
+    """A Python that only starts and imports what `cmd` imports (found with Python's import profiler),
+    so its time is the floor under `cmd` before any request: interpreter start-up plus imports."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=env)
+    modules = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        top_level = len(parts) == 3 and parts[2].startswith(" ") and not parts[2].startswith("  ")
+        if line.startswith("import time:") and top_level and parts[1].strip().isdigit():
+            modules.append(parts[2].strip())
+    return [sys.executable, "-c", "import " + ", ".join(modules or ["sys"])]
+
+
 def timed(cmd: Sequence[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
@@ -113,21 +145,31 @@ def measure(reps: int, layer_mb: int) -> None:
         peers = skopeo_commands(registry.host)
 
         before = settled_bytes(registry)
+        asked = requests_served(registry)
         timed(verify)
         served = settled_bytes(registry) - before
+        asked = requests_served(registry) - asked
         before = settled_bytes(registry)
         for cmd in peers:
             timed(cmd)
         peer_served = settled_bytes(registry) - before
 
         floor_cmd = [*verify[: verify.index("verify")], "--version"]
-        ours, theirs, floor = [], [], []
+        imports_cmd = import_command(verify)
+        ours, theirs, floor, imports = [], [], [], []
         for _ in range(reps):
             ours.append(timed(verify))
             theirs.append(sum(timed(cmd) for cmd in peers))
             floor.append(timed(floor_cmd))
-        medians = Medians(statistics.median(ours), statistics.median(theirs), statistics.median(floor), reps)
-        report(total, served, peer_served, medians)
+            imports.append(timed(imports_cmd))
+        medians = Medians(
+            statistics.median(ours),
+            statistics.median(theirs),
+            statistics.median(floor),
+            statistics.median(imports),
+            reps,
+        )
+        report(total, served, peer_served, medians, asked)
     finally:
         registry.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -139,10 +181,13 @@ class Medians:
     skopeo: float
     startup: float
     """`imgcheck --version`: interpreter start and CLI import, the floor under any imgcheck run."""
+    imports: float
+    """Python start-up plus every module the verify imports (requests, rich, the rules...), nothing else:
+    paid before the first request."""
     reps: int
 
 
-def report(total: int, served: int, peer_served: int, t: Medians) -> None:
+def report(total: int, served: int, peer_served: int, t: Medians, asked: Counter[str]) -> None:
     ratio_bytes = served / total
     ratio_time = t.verify / t.skopeo
     rows = [
@@ -154,10 +199,14 @@ def report(total: int, served: int, peer_served: int, t: Medians) -> None:
             f"{ratio_bytes:.6f}",
             _verdict(ratio_bytes <= BYTES_TARGET, BYTES_TARGET),
         ),
+        ("requests answered for imgcheck verify", ", ".join(f"{k}: {v}" for k, v in sorted(asked.items())), ""),
         (f"imgcheck verify, median of {t.reps}", f"{t.verify:.3f} s", ""),
         ("  of which imgcheck --version (startup floor)", f"{t.startup:.3f} s", ""),
+        ("  of which start-up + the verify's imports", f"{t.imports:.3f} s", ""),
         (f"skopeo inspect x3, median of {t.reps}", f"{t.skopeo:.3f} s", ""),
         ("time ratio (imgcheck / skopeo x3)", f"{ratio_time:.2f}", _verdict(ratio_time <= TIME_TARGET, TIME_TARGET)),
+        ("  start-up + imports / skopeo x3 (the floor)", f"{t.imports / t.skopeo:.2f}", ""),
+        ("  verify without its imports / skopeo x3", f"{(t.verify - t.imports) / t.skopeo:.2f}", ""),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}}  {'value':>16}  target")

@@ -7,19 +7,23 @@ image. Layers are never downloaded here.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from imgcheck.errors import RegistryError
 from imgcheck.facts import Descriptor, ImageFacts, PlatformFacts, TagFacts
-from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient
+from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient, TagState
 from imgcheck.registry.reference import Reference
-from imgcheck.semver import highest, releases
+from imgcheck.semver import Release, highest, releases
 
 ATTESTATION_TYPE = "attestation-manifest"
 MAX_TAGS_RESOLVED = 1000
 """Repositories with more tags are checked against their first tags only (and the facts say so)."""
+TAG_WORKERS = 4
+"""Other tags are resolved concurrently: on a remote registry that is round-trip bound."""
 
 
 def parse_descriptor(entry: Mapping[str, Any]) -> Descriptor:
@@ -66,6 +70,8 @@ class Gatherer:
         self._platform_cache: dict[tuple[str, str, str], PlatformFacts] = {}
         self._tag_cache: dict[tuple[str, str], Manifest] = {}
         self._manifest_cache: dict[tuple[str, str, str], Manifest] = {}
+        self._summaries: dict[tuple[str, str, str], _DigestSummary] = {}
+        self._repos: dict[tuple[str, str, tuple[str, ...]], _RepoTags] = {}
 
     def manifest(self, registry: str, repo: str, digest: str) -> Manifest:
         """A manifest by digest, read once per run (content addressed: it cannot change)."""
@@ -155,14 +161,52 @@ class Gatherer:
             self._tag_cache[key] = self.client.resolve(Reference(registry, repo, tag=tag))
         return self._tag_cache[key]
 
+    def other_tags(self, registry: str, repo: str, tags: Sequence[str], known: Manifest) -> dict[str, Manifest]:
+        """Where each of `tags` points (tags deleted since the listing left out), each resolved at most
+        once per run. `known` is the image being checked: tags still on it cost the registry a 304
+        instead of the manifest (If-None-Match); the rest are read and verified as by `resolve_tag`."""
+        self._manifest_cache.setdefault((registry, repo, known.digest), known)
+        repo_key = f"{registry}/{repo}"
+        todo: list[str] = []
+        for tag in tags:
+            if (repo_key, tag) in self._tag_cache:
+                continue
+            pinned = self.client.pinned_digest(registry, repo, tag)
+            if pinned is None:
+                todo.append(tag)
+            else:
+                self._tag_cache[(repo_key, tag)] = self.manifest(registry, repo, pinned)
+
+        def one(tag: str) -> tuple[str, TagState | None]:
+            return tag, self.client.revalidate_tag(registry, repo, tag, known.digest)
+
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(TAG_WORKERS, len(todo))) as pool:
+                answers = list(pool.map(one, todo))
+            for tag, state in answers:  # back on this thread: caches are not shared with the pool
+                if state is not None:
+                    manifest = state.manifest or self.manifest(registry, repo, state.digest)
+                    self._tag_cache.setdefault((repo_key, tag), manifest)
+        return {t: self._tag_cache[(repo_key, t)] for t in tags if (repo_key, t) in self._tag_cache}
+
     def tag_facts(self, registry: str, repo: str, tag: str, *, with_sizes: bool = False) -> TagFacts:
         """Digest, `created` and version label of another tag (first platform's config)."""
-        manifest = self.resolve_tag(registry, repo, tag)
-        platforms, _ = self.expand(registry, repo, manifest)
-        created = parse_time(platforms[0].created) if platforms else None
-        version = platforms[0].labels.get("org.opencontainers.image.version") if platforms else None
-        sizes = {p.platform: p.compressed_size for p in platforms} if with_sizes else {}
-        return TagFacts(tag=tag, digest=manifest.digest, created=created, compressed_sizes=sizes, version_label=version)
+        return self._summary(registry, repo, self.resolve_tag(registry, repo, tag)).facts(tag, with_sizes=with_sizes)
+
+    def _summary(self, registry: str, repo: str, manifest: Manifest) -> _DigestSummary:
+        """What the tag rules need of one digest, worked out once however many tags point at it."""
+        key = (registry, repo, manifest.digest)
+        found = self._summaries.get(key)
+        if found is None:
+            platforms, _ = self.expand(registry, repo, manifest)
+            found = _DigestSummary(
+                digest=manifest.digest,
+                created=parse_time(platforms[0].created) if platforms else None,
+                version=platforms[0].labels.get("org.opencontainers.image.version") if platforms else None,
+                sizes={p.platform: p.compressed_size for p in platforms},
+            )
+            self._summaries[key] = found
+        return found
 
     def gather(
         self,
@@ -195,53 +239,95 @@ class Gatherer:
         )
         if not need_tags:
             return facts
-        return self.add_tags(facts)
+        return self.add_tags(facts, top)
 
-    def add_tags(self, facts: ImageFacts) -> ImageFacts:
+    def add_tags(self, facts: ImageFacts, top: Manifest | None = None) -> ImageFacts:
         """Tags on the same digest, every tag's digest and age, and the previous release."""
         from dataclasses import replace
 
         self.progress(f"{facts.name}: listing tags")
         tags = self.client.list_tags(facts.registry, facts.repository)
-        considered = sorted(tags)[:MAX_TAGS_RESOLVED]
-        repo_tags: list[TagFacts] = []
-        for tag in considered:
-            if tag.startswith("sha256-"):
-                continue  # cosign signatures, attestations, referrers fallback: not releases
-            try:
-                repo_tags.append(self.tag_facts(facts.registry, facts.repository, tag))
-            except RegistryError as err:
-                if err.status == 404:
-                    continue  # deleted between the listing and the read
-                raise
-        on_digest = tuple(t.tag for t in repo_tags if t.digest == facts.digest)
-        previous = self.previous_release(facts, repo_tags, on_digest)
+        known = top or self.manifest(facts.registry, facts.repository, facts.digest)
+        repo = self._repo_tags(facts.registry, facts.repository, tags, known)
+        on_digest = repo.by_digest.get(facts.digest, ())
+        previous = self.previous_release(facts, repo, on_digest)
         extras: dict[str, Any] = dict(facts.extras)
         if len(tags) > MAX_TAGS_RESOLVED:
             extras["tags_truncated"] = len(tags)
-        return replace(
-            facts, tags_on_digest=on_digest, repo_tags=tuple(repo_tags), previous_release=previous, extras=extras
-        )
+        return replace(facts, tags_on_digest=on_digest, repo_tags=repo.tags, previous_release=previous, extras=extras)
 
-    def previous_release(
-        self, facts: ImageFacts, repo_tags: list[TagFacts], on_digest: tuple[str, ...]
-    ) -> TagFacts | None:
+    def _repo_tags(self, registry: str, repo: str, tags: Sequence[str], known: Manifest) -> _RepoTags:
+        """Every considered tag's facts, built once per tag listing: an audit checks a hundred digests
+        of one repository against the same few hundred tags."""
+        # cosign signatures, attestations, the referrers fallback (`sha256-…`): not releases
+        considered = tuple(t for t in sorted(tags)[:MAX_TAGS_RESOLVED] if not t.startswith("sha256-"))
+        key = (registry, repo, considered)
+        found = self._repos.get(key)
+        if found is None:
+            resolved = self.other_tags(registry, repo, considered, known)
+            facts: list[TagFacts] = []
+            for tag in considered:
+                if tag not in resolved:
+                    continue  # deleted between the listing and the read
+                try:
+                    facts.append(self._summary(registry, repo, resolved[tag]).facts(tag))
+                except RegistryError as err:
+                    if err.status != 404:
+                        raise  # a child manifest deleted in between is like a deleted tag; the rest is not
+            found = _RepoTags(tuple(facts))
+            self._repos[key] = found
+        return found
+
+    def previous_release(self, facts: ImageFacts, repo: _RepoTags, on_digest: tuple[str, ...]) -> TagFacts | None:
         """The next-lower semver release; for branch builds with no semver tags, the newest older build."""
         current = highest(on_digest)
         candidate: TagFacts | None = None
         if current is not None:
-            by_tag = {t.tag: t for t in repo_tags}
-            lower = [r for r in releases(by_tag) if r.version < current.version and not r.prerelease]
+            lower = [r for r in repo.releases if r.version < current.version and not r.prerelease]
             if lower:
-                candidate = by_tag[lower[-1].tag]
-        elif not releases(t.tag for t in repo_tags):
+                candidate = repo.by_tag[lower[-1].tag]
+        elif not repo.releases:
             own = parse_time(facts.platforms[0].created)
-            older = [t for t in repo_tags if t.digest != facts.digest and t.created and own and t.created < own]
+            older = [t for t in repo.tags if t.digest != facts.digest and t.created and own and t.created < own]
             if older:
                 candidate = max(older, key=lambda t: t.created or datetime.min)
         if candidate is None:
             return None
         return self.tag_facts(facts.registry, facts.repository, candidate.tag, with_sizes=True)
+
+
+@dataclass(frozen=True)
+class _DigestSummary:
+    """One digest's `created`, version label and sizes: shared by every tag on it."""
+
+    digest: str
+    created: datetime | None
+    version: str | None
+    sizes: Mapping[str, int]
+
+    def facts(self, tag: str, *, with_sizes: bool = False) -> TagFacts:
+        sizes = dict(self.sizes) if with_sizes else {}
+        return TagFacts(
+            tag=tag, digest=self.digest, created=self.created, compressed_sizes=sizes, version_label=self.version
+        )
+
+
+@dataclass(frozen=True)
+class _RepoTags:
+    """A repository's tag facts with the lookups every digest's rules need, built once."""
+
+    tags: tuple[TagFacts, ...]
+    by_tag: Mapping[str, TagFacts] = field(init=False)
+    by_digest: Mapping[str, tuple[str, ...]] = field(init=False)
+    releases: tuple[Release, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        by_digest: dict[str, list[str]] = {}
+        for t in self.tags:
+            by_digest.setdefault(t.digest, []).append(t.tag)
+        object.__setattr__(self, "by_tag", {t.tag: t for t in self.tags})
+        object.__setattr__(self, "by_digest", {d: tuple(tags) for d, tags in by_digest.items()})
+        object.__setattr__(self, "releases", tuple(releases(self.by_tag)))
 
 
 def parse_time(value: str | None) -> datetime | None:

@@ -4,6 +4,9 @@ One definition shared by the labels and tags rules (and usable by the gatherer f
 so "the semver tag" means the same thing everywhere: `[v]MAJOR.MINOR.PATCH[-pre][+build]`, ordered by
 `packaging.version`. docker/metadata-action also pushes `1.4` and `1` next to `1.4.1`; those are
 aliases, not releases, so they are not semver tags here.
+
+Parsing is memoised: an audit asks about the same few hundred tags once per digest and rule, and
+`packaging.version.Version` is the expensive part. Results are immutable, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
 
@@ -18,6 +22,10 @@ _SEMVER_RE = re.compile(
     r"v?(?P<core>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*))"
     r"(?:-(?P<pre>[0-9A-Za-z.-]+))?(?:\+(?P<build>[0-9A-Za-z.-]+))?"
 )
+_TAG_CACHE = 1 << 16
+"""Distinct tags remembered (a repository is capped at 100,000 tags; most have a few hundred)."""
+_LIST_CACHE = 64
+"""Distinct tag lists remembered: one per repository of the run is what repeats."""
 
 
 @dataclass(frozen=True, order=False)
@@ -33,6 +41,7 @@ class Release:
     """A semver pre-release (`1.5.0-rc.1`); never "the highest release"."""
 
 
+@lru_cache(maxsize=_TAG_CACHE)
 def parse_release(tag: str) -> Release | None:
     """The release a tag names, or None for anything else (`latest`, `main-1a2b3c4`, `1.4`, `1.2.3-foo`)."""
     m = _SEMVER_RE.fullmatch(tag)
@@ -48,8 +57,13 @@ def parse_release(tag: str) -> Release | None:
 
 def releases(tags: Iterable[str]) -> list[Release]:
     """The semver tags among `tags`, lowest first (ties keep their input order)."""
+    return list(_sorted_releases(tuple(tags)))
+
+
+@lru_cache(maxsize=_LIST_CACHE)
+def _sorted_releases(tags: tuple[str, ...]) -> tuple[Release, ...]:
     found = [r for r in (parse_release(t) for t in tags) if r is not None]
-    return sorted(found, key=lambda r: r.version)
+    return tuple(sorted(found, key=lambda r: r.version))
 
 
 def highest(tags: Iterable[str], *, include_prereleases: bool = False) -> Release | None:

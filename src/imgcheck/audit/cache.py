@@ -5,17 +5,21 @@ Manifests and configs are content-addressed: once read and verified under a dige
 What can change between nights is never cached across runs: tag lists, what a tag points at,
 referrers and cosign attachment tags. Within one run, the tags listed and resolved at the start are
 pinned, so every rule sees the same snapshot and 300 tags are not resolved once per digest.
+
+The store is an SQLite connection, usable on the thread that opened it only: methods that may run on
+a worker thread (`find_manifest`, `revalidate_tag` for the snapshot) touch memory and the network only.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from imgcheck.audit.store import HistoryStore
 from imgcheck.errors import DigestMismatchError
-from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient
+from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient, TagState
 from imgcheck.registry.reference import Reference
 
 MAX_CACHED_BLOB = 1024 * 1024
@@ -57,6 +61,20 @@ class CachingClient(RegistryClient):
         if self._store is not None:
             self._store.put_blob(manifest.digest, MANIFEST_KIND + manifest.media_type, manifest.raw)
 
+    def cached_manifest(self, digest: str) -> Manifest | None:
+        """The verified manifest under `digest` if this client or its store holds it (never the network)."""
+        return self._manifests.get(digest) or self._from_store_manifest(digest)
+
+    def held_manifests(self, last: Mapping[str, str]) -> dict[str, Manifest]:
+        """tag -> the cached, verified manifest of the digest it pointed at last time. Tags whose content
+        is not held are left out, to be read in full: a 304 may only ever confirm content already held."""
+        held: dict[str, Manifest] = {}
+        for tag, digest in last.items():
+            manifest = self.cached_manifest(digest)
+            if manifest is not None:
+                held[tag] = manifest
+        return held
+
     # --- RegistryClient overrides ------------------------------------------------------------------------
 
     def list_tags(self, registry: str, repository: str, **kwargs: Any) -> list[str]:
@@ -81,8 +99,17 @@ class CachingClient(RegistryClient):
             return self.get_manifest(registry, repository, digest)
         return super().find_manifest(registry, repository, tag)
 
+    def pinned_digest(self, registry: str, repository: str, tag: str) -> str | None:
+        return self._pinned.get((registry, repository, tag))
+
+    def revalidate_tag(self, registry: str, repository: str, tag: str, known: str) -> TagState | None:
+        digest = self._pinned.get((registry, repository, tag))
+        if digest is not None:
+            return TagState(digest, None)  # the run's snapshot; the content is read by digest (cached)
+        return super().revalidate_tag(registry, repository, tag, known)
+
     def get_manifest(self, registry: str, repository: str, digest: str) -> Manifest:
-        cached = self._manifests.get(digest) or self._from_store_manifest(digest)
+        cached = self.cached_manifest(digest)
         if cached is not None:
             return cached
         manifest = super().get_manifest(registry, repository, digest)

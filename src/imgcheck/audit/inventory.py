@@ -1,8 +1,10 @@
 """Every tag of a repository resolved to its digest, grouped by digest, then bounded and sharded.
 
 Tags are resolved concurrently (a nightly audit of thousands of tags on a remote registry is
-round-trip bound). cosign's and the referrers fallback's `sha256-<hex>[.sig|.att|.sbom]` tags are
-attachments, not releases, and are left out.
+round-trip bound). A tag whose last-known digest's content is already held (verified, by digest) is
+revalidated with `If-None-Match`: the registry answers 304 without the manifest when it has not moved.
+cosign's and the referrers fallback's `sha256-<hex>[.sig|.att|.sbom]` tags are attachments, not
+releases, and are left out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imgcheck.errors import UsageError
-from imgcheck.registry.client import Manifest, RegistryClient
+from imgcheck.registry.client import Manifest, RegistryClient, TagState
 from imgcheck.semver import parse_release, releases
 
 RESOLVE_WORKERS = 8
@@ -55,20 +57,38 @@ class Snapshot:
 
 
 def take_snapshot(
-    client: RegistryClient, registry: str, repository: str, *, workers: int = RESOLVE_WORKERS
+    client: RegistryClient,
+    registry: str,
+    repository: str,
+    *,
+    held: Mapping[str, Manifest] | None = None,
+    workers: int = RESOLVE_WORKERS,
 ) -> Snapshot:
-    """List (every page) and resolve every release/build tag; a tag deleted in between is left out."""
+    """List (every page) and resolve every release/build tag; a tag deleted in between is left out.
+
+    `held`: tag -> the verified manifest of the digest it pointed at last time; those tags are
+    revalidated (a 304 means it is still there) instead of read again."""
     tags = client.list_tags(registry, repository)
     wanted = [t for t in tags if not is_attachment_tag(t)]
+    last = held or {}
 
-    def one(tag: str) -> tuple[str, Manifest | None]:
-        return tag, client.find_manifest(registry, repository, tag)
+    def one(tag: str) -> tuple[str, Manifest | TagState | None]:
+        before = last.get(tag)
+        if before is None:
+            return tag, client.find_manifest(registry, repository, tag)
+        return tag, client.revalidate_tag(registry, repository, tag, before.digest)
 
     resolved: dict[str, Manifest] = {}
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for tag, manifest in pool.map(one, wanted):
-            if manifest is not None:
-                resolved[tag] = manifest
+        answers = list(pool.map(one, wanted))
+    for tag, found in answers:  # on this thread: a caching client's store is not shared with the pool
+        if isinstance(found, TagState):
+            before = last[tag]
+            found = found.manifest or (
+                before if found.digest == before.digest else client.get_manifest(registry, repository, found.digest)
+            )
+        if found is not None:
+            resolved[tag] = found
     return Snapshot(tags, resolved)
 
 

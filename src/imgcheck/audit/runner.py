@@ -8,7 +8,7 @@ every rule see the tags as they were at the start of the run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -48,12 +48,15 @@ def audit_images(
     client: CachingClient,
     now: datetime,
     progress: Progress | None = None,
+    known_tags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[list[ImageInventory], list[Release]]:
+    """`known_tags` (image -> tag -> digest, from the last run) lets unmoved tags be revalidated."""
     say = progress or (lambda _m: None)
     inventories: list[ImageInventory] = []
     releases: list[Release] = []
     for image in policy.images:
-        inventory, found = _audit_image(policy, image, options, audit, client, now, say)
+        last = (known_tags or {}).get(image.name, {})
+        inventory, found = _audit_image(policy, image, options, audit, client, now, say, last)
         inventories.append(inventory)
         releases.extend(found)
     return inventories, releases
@@ -67,11 +70,13 @@ def _audit_image(
     client: CachingClient,
     now: datetime,
     say: Progress,
+    last: Mapping[str, str],
 ) -> tuple[ImageInventory, list[Release]]:
     registry = options.registry_override or image.registry
     say(f"{image.name}: listing and resolving tags of {registry}/{image.repository}")
     try:
-        snapshot = take_snapshot(client, registry, image.repository, workers=audit.workers)
+        held = client.held_manifests(last)  # a damaged cache is this image's error, like a registry's
+        snapshot = take_snapshot(client, registry, image.repository, held=held, workers=audit.workers)
     except ImgcheckError as err:
         say(f"{image.name}: could not list tags: {err}")
         return ImageInventory(image.name, registry, image.repository, error=str(err)), []

@@ -224,15 +224,7 @@ class HistoryStore:
             ).fetchone()
             if row is None:
                 return None
-            tags: dict[str, dict[str, str]] = {}
-            for image, tag, digest in self._conn.execute(
-                "SELECT o.image, o.tag, o.digest FROM observations o JOIN ("
-                " SELECT image, MAX(run_id) AS last FROM observations JOIN runs ON runs.id = run_id"
-                " WHERE status = 'complete' AND run_id < ? GROUP BY image"
-                ") l ON o.image = l.image AND o.run_id = l.last",
-                (limit,),
-            ):
-                tags.setdefault(image, {})[tag] = digest
+            tags = self._last_tags(limit)
             verdicts: dict[tuple[str, str], dict[str, list[tuple[str, str, dict[str, Any]]]]] = {}
             for image, digest, rule, verdict, message, details in self._conn.execute(
                 "SELECT v.image, v.digest, v.rule, v.verdict, v.message, v.details FROM verdicts v JOIN ("
@@ -244,6 +236,24 @@ class HistoryStore:
                 rules = verdicts.setdefault((image, digest), {})
                 rules.setdefault(rule, []).append((verdict, message, json.loads(details)))
         return PreviousRun(int(row[0]), str(row[1]), tags, verdicts)
+
+    def last_tags(self, before: int | None = None) -> dict[str, dict[str, str]]:
+        """image -> tag -> digest as the last complete run that listed each image saw them (before run
+        `before`): what tonight's tag reads revalidate instead of reading again."""
+        with self._guard():
+            return self._last_tags(before if before is not None else 1 << 62)
+
+    def _last_tags(self, limit: int) -> dict[str, dict[str, str]]:
+        tags: dict[str, dict[str, str]] = {}
+        for image, tag, digest in self._conn.execute(
+            "SELECT o.image, o.tag, o.digest FROM observations o JOIN ("
+            " SELECT image, MAX(run_id) AS last FROM observations JOIN runs ON runs.id = run_id"
+            " WHERE status = 'complete' AND run_id < ? GROUP BY image"
+            ") l ON o.image = l.image AND o.run_id = l.last",
+            (limit,),
+        ):
+            tags.setdefault(image, {})[tag] = digest
+        return tags
 
     def nights(self, limit: int = 60) -> list[Night]:
         """Releases per verdict for the last `limit` complete runs, oldest first (the trend chart)."""

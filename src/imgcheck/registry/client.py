@@ -60,6 +60,16 @@ class Manifest:
         return self.media_type in INDEX_MEDIA_TYPES
 
 
+@dataclass(frozen=True)
+class TagState:
+    """Where a tag points, from `RegistryClient.revalidate_tag`."""
+
+    digest: str
+    manifest: Manifest | None
+    """The verified manifest; None when no content came with the answer (a 304: the tag is still on
+    the digest the caller named, whose content the caller holds verified): read it by `digest`."""
+
+
 class RegistryClient:
     """One client for a whole run: many registries, one token per (registry, repository scope).
 
@@ -70,6 +80,8 @@ class RegistryClient:
     - `get_manifest(registry, repo, digest)`, `get_blob(registry, repo, digest, max_bytes=...)`:
       verified and capped (RegistryError when over the cap).
     - `find_manifest(registry, repo, tag)`: like resolve but None on 404 (cosign `sha256-<hex>.sig`).
+    - `revalidate_tag(registry, repo, tag, known)`: the same GET with `If-None-Match: "<known>"`; a 304
+      says the tag is still on `known` (content is never taken from it), anything else is resolved.
     - `list_tags(registry, repo)`: every tag, following `Link` pagination (bounded).
     - `referrers(registry, repo, digest, artifact_type=None)`: the OCI 1.1 referrers API, else the
       `sha256-<hex>` fallback tag index; `Descriptor`s with artifact_type and annotations.
@@ -131,6 +143,40 @@ class RegistryClient:
 
     def find_manifest(self, registry: str, repository: str, tag: str) -> Manifest | None:
         return self._fetch_manifest(registry, repository, tag, expected=None)
+
+    def pinned_digest(self, registry: str, repository: str, tag: str) -> str | None:
+        """The digest this client has already fixed `tag` to for the run, if any (no I/O). Always None
+        here; a client that snapshots tags (the audit's) answers from its snapshot, so callers can
+        skip the network (and the thread pool) for those tags."""
+        return None
+
+    def revalidate_tag(self, registry: str, repository: str, tag: str, known: str) -> TagState | None:
+        """Where `tag` points now, without its body when that is still `known` (None on 404).
+
+        Why: re-resolving hundreds of tags whose content is cached by digest need not move the
+        manifests again. A 304 is the registry asserting the tag -> digest mapping, exactly what the
+        `Docker-Content-Digest` of a GET asserts; the caller must already hold `known`'s content,
+        verified, because a 304 carries none. Registries that ignore the header answer 200: resolved.
+        """
+        check_digest(known, f"known digest of tag {_name(registry, repository, tag)}")
+        what = f"manifest {_name(registry, repository, tag)}"
+        reply = self._get(
+            registry,
+            repository,
+            f"manifests/{tag}",
+            accept=ACCEPT_MANIFESTS,
+            max_bytes=self._max_manifest_bytes,
+            what=what,
+            extra={"If-None-Match": f'"{known}"'},
+        )
+        if reply.status == 304:
+            return TagState(known, None)
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise self._fail(reply, registry, repository, what)
+        manifest = _verified_manifest(reply, None, what)
+        return TagState(manifest.digest, manifest)
 
     def get_manifest(self, registry: str, repository: str, digest: str) -> Manifest:
         check_digest(digest, f"manifest {_name(registry, repository, digest)}")
@@ -306,12 +352,13 @@ class RegistryClient:
         what: str,
         url: str | None = None,
         scope: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> Reply:
         """GET with this repository's credentials; a 401 challenge is answered once, then retried."""
         target = url or f"{self._transport.base_url(registry)}/v2/{repository}/{path}"
         scope = scope or f"repository:{repository}:pull"
         for attempt in range(2):
-            headers = {"Accept": accept, **self._auth.headers(registry, scope)}
+            headers = {"Accept": accept, **(extra or {}), **self._auth.headers(registry, scope)}
             reply = self._transport.fetch("GET", target, headers=headers, max_bytes=max_bytes, what=what)
             if reply.status != 401 or attempt == 1:
                 return reply
