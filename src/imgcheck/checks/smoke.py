@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
-from imgcheck.engine.run import RunResult, RunSpec
+from imgcheck.engine.run import RunResult, RunSpec, is_exec_failure
 from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.types import ByteSize, format_bytes, format_duration
@@ -26,6 +26,12 @@ LINE_CHARS = 200
 DETAIL_TAIL_CHARS = 4096
 DEFAULT_MEMORY = ByteSize(256 * 1024 * 1024)
 MIN_MEMORY = 6 * 1024 * 1024
+FORK_FAILED = re.compile(
+    r"can't fork|cannot fork|fork: retry|fork: resource temporarily unavailable"
+    r"|(?:can't|cannot|unable to|failed to) create (?:a )?(?:new |native )?(?:os )?thread",
+    re.IGNORECASE,
+)
+"""What shells and runtimes print when fork/clone fails with EAGAIN: the pids limit's signature."""
 
 
 @dataclass(frozen=True)
@@ -142,21 +148,22 @@ def judge(
     """The verdict and the message's tail for one finished (or killed) run."""
     last = _last_lines(result.output)
     if result.timed_out:
-        return Verdict.FAIL, (
-            f"timed out after {format_duration(config.timeout.total_seconds())}: the container was killed and "
-            f"removed (last output: {last}); make `args` print and exit, or raise `timeout:`"
-        )
+        return Verdict.FAIL, _timed_out(result, config, last)
     if result.oom_killed:
+        memory = memory_text(int(config.memory))
         return Verdict.FAIL, (
-            f"was killed by the memory limit ({memory_text(int(config.memory))}) with exit {result.exit_code} "
-            f"(last output: {last}); raise `memory:` if the image needs more"
+            f"was killed: out of memory (limit {memory}), exit {result.exit_code} (last output: {last}); "
+            f"the memory limit ({memory}) stopped it: raise `memory:` if the image needs more"
         )
+    if result.start_error and is_exec_failure(result.start_error):
+        return Verdict.FAIL, _not_executable(result, config, platform)
     if result.exit_code is None:
         return Verdict.ERROR, f"could not be started by the engine: {result.start_error or 'no exit code'}"
     if result.exit_code != config.expect_exit:
         return Verdict.FAIL, (
             f"exited {result.exit_code}, expected {config.expect_exit} (last output: {last})"
             + _no_entrypoint_hint(result.exit_code, config, platform)
+            + _pids_hint(result, config)
         )
     if config.expect_output is None:
         return Verdict.PASS, f"exited {result.exit_code} as expected in {result.seconds:.1f} s"
@@ -179,6 +186,54 @@ def judge(
             "the image may report a different version than its label"
         )
     return Verdict.PASS, f"exited {result.exit_code} and printed {found.group(0).strip()[:LINE_CHARS]!r}"
+
+
+def _timed_out(result: RunResult, config: Config, last: str) -> str:
+    """Killed at the deadline. A fork bomb shows as the engine's count at the limit, or as failed forks
+    in the output (a bomb can settle below the limit once every process is blocked)."""
+    held = result.pids is not None and result.pids >= config.pids
+    count = f" holding {result.pids} processes, its pids limit ({config.pids})" if held else ""
+    head = (
+        f"timed out after {format_duration(config.timeout.total_seconds())}{count}: "
+        f"the container was killed and removed (last output: {last}); "
+    )
+    if held or FORK_FAILED.search(result.output):
+        return head + (
+            f"it kept forking and the pids limit ({config.pids}) held it (a fork bomb or runaway workers): "
+            "make `args` print and exit; raise `pids:` only if the image needs that many processes"
+        )
+    return head + "make `args` print and exit, or raise `timeout:`"
+
+
+def _pids_hint(result: RunResult, config: Config) -> str:
+    if FORK_FAILED.search(result.output) is None:
+        return ""
+    return (
+        f"; its output says it could not create more processes: the pids limit ({config.pids}) stopped it, "
+        "raise `pids:` if the image needs more"
+    )
+
+
+def _not_executable(result: RunResult, config: Config, platform: PlatformFacts | None) -> str:
+    """The engine could not execute what the run names: say which setting named it."""
+    code = f" (exited {result.exit_code})" if result.exit_code is not None else ""
+    head = f"could not be started{code}: {result.start_error}"
+    k2 = _no_entrypoint_hint(result.exit_code or 127, config, platform)
+    if k2:
+        return head + k2
+    if config.command is not None:
+        return (
+            f"{head}; `command:` names {config.command[0]!r}, which the image cannot execute: "
+            "set it to a program in the image"
+        )
+    image_config = (platform.config.get("config") or {}) if platform else {}
+    entry = [str(e) for e in image_config.get("Entrypoint") or []]
+    if entry:
+        return (
+            f"{head}; the image's ENTRYPOINT {entry} is not an executable in the image: fix ENTRYPOINT in the "
+            "build (a missing COPY, a wrong path, a binary for another platform) or set `command:`"
+        )
+    return f"{head}; check that the program the image runs exists in it and is executable, or set `command:`"
 
 
 def _no_entrypoint_hint(exit_code: int, config: Config, platform: PlatformFacts | None) -> str:

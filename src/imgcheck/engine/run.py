@@ -2,6 +2,10 @@
 
 The output is read from the attach stream as it is written (the engine stores none of it: log
 driver `none`), into a bounded capture. The container is always removed, whatever happens.
+
+Hostile images end in a RunResult, never in an engine error: an entrypoint that cannot be executed
+is a `start_error`; a process that outlives the deadline (forking, ignoring SIGTERM, or silent after
+closing its output) is SIGKILLed and `timed_out`, with the engine's process count at that moment.
 """
 
 from __future__ import annotations
@@ -19,6 +23,16 @@ from imgcheck.errors import EngineError
 RUN_LABEL = "org.imgcheck.smoke"
 TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=64m"
 READ_CHUNK = 64 * 1024
+WAIT_GRACE = 5.0
+"""Seconds the engine gets to report an exit after the output ended, even at the deadline."""
+EXEC_FAILURES = (
+    "executable file not found",
+    "no such file or directory",
+    "permission denied",
+    "exec format error",
+    "not a directory",
+)
+"""runc's reasons for not executing the entrypoint: the image's fault, not the engine's."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,8 @@ class RunResult:
     oom_killed: bool = False
     start_error: str | None = None
     """The engine's reason when the process could not be started (126/127 keep their exit code)."""
+    pids: int | None = None
+    """Processes in the container when the deadline killed it (the engine's count; None if unknown)."""
 
 
 def host_config(engine: Engine, spec: RunSpec) -> Any:
@@ -92,7 +108,10 @@ def run_locked_down(engine: Engine, image: str, spec: RunSpec) -> RunResult:
             stdin_open=False,
         )
     except APIError as exc:
-        raise EngineError(f"the engine refused to create a container for {image}: {exc.explanation or exc}") from None
+        reason = start_failure(str(exc.explanation or exc))
+        if is_exec_failure(reason):  # engines that check the entrypoint at create time
+            return RunResult(None, reason, len(reason.encode()), False, 0.0, start_error=reason)
+        raise EngineError(f"the engine refused to create a container for {image}: {reason}") from None
     except OSError as exc:  # requests' errors are OSErrors: the engine went away
         raise EngineError(f"lost the engine while creating a container for {image}: {exc}") from None
     cid = str(container["Id"])
@@ -131,11 +150,13 @@ def _attach_start_wait(api: Any, cid: str, spec: RunSpec) -> RunResult:
         finished = _drain(stream, capture, started + spec.timeout)
     finally:
         stream.close()
-    if not finished:
+    status = _wait(api, cid, started + spec.timeout) if finished else None
+    if status is None:
+        pids = _pids_now(api, cid)
         _kill(api, cid)
-        return RunResult(None, capture.text(), capture.total, capture.truncated, spec.timeout, timed_out=True)
-    remaining = max(5.0, started + spec.timeout - time.monotonic())
-    status = api.wait(cid, timeout=remaining)
+        return RunResult(
+            None, capture.text(), capture.total, capture.truncated, spec.timeout, timed_out=True, pids=pids
+        )
     state = api.inspect_container(cid)["State"]
     return RunResult(
         exit_code=int(status.get("StatusCode", state.get("ExitCode", -1))),
@@ -153,6 +174,36 @@ def start_failure(text: str) -> str:
     if marker in text:
         text = text.split(marker, 1)[1]
     return text.removesuffix(": unknown").strip()
+
+
+def is_exec_failure(reason: str) -> bool:
+    """The engine could not execute the entrypoint (missing, not executable, wrong format)."""
+    lowered = reason.lower()
+    return "exec" in lowered and any(marker in lowered for marker in EXEC_FAILURES)
+
+
+def _wait(api: Any, cid: str, deadline: float) -> Mapping[str, Any] | None:
+    """The exit status, or None when the container still runs at the deadline: its output ended
+    (it closed stdout and stderr) but it did not."""
+    try:
+        status: Mapping[str, Any] = api.wait(cid, timeout=max(WAIT_GRACE, deadline - time.monotonic()))
+    except OSError:  # requests' read timeout; anything else shows in the inspect below
+        if api.inspect_container(cid)["State"].get("Running"):
+            return None
+        raise
+    return status
+
+
+def _pids_now(api: Any, cid: str) -> int | None:
+    """How many processes the container holds, from one engine stats sample (API >= 1.41)."""
+    from docker.errors import DockerException
+
+    try:
+        stats = api.stats(cid, stream=False, one_shot=True)
+    except (DockerException, OSError):
+        return None
+    current = (stats.get("pids_stats") or {}).get("current")
+    return current if isinstance(current, int) else None
 
 
 def _drain(stream: Any, capture: OutputCapture, deadline: float) -> bool:

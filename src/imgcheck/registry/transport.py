@@ -236,6 +236,8 @@ class Transport:
         raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects from {origin}")
 
     def _read(self, resp: requests.Response, cap: int, what: str, host: str, *, strict: bool) -> bytes:
+        if resp.status_code in (204, 304) or (resp.request is not None and resp.request.method == "HEAD"):
+            return b""  # no body by definition (RFC 9110), whatever Content-Length says
         declared = resp.headers.get("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
         if strict and expected is not None and expected > cap:
