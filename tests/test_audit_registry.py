@@ -30,6 +30,7 @@ from imgcheck.gather import Gatherer
 from imgcheck.policy.loader import load_policy
 from imgcheck.policy.model import Policy
 from imgcheck.registry.reference import Reference
+from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
 
@@ -324,3 +325,26 @@ def test_html_report_renders_in_headless_chromium(registry: RegistryServer, push
     colors = {color for _count, color in image.getcolors(maxcolors=1 << 24) or []}
     assert any(abs(r - 31) < 12 and abs(g - 119) < 12 and abs(b - 180) < 12 for r, g, b in colors)
     assert any(abs(r - 255) < 12 and abs(g - 127) < 12 and abs(b - 14) < 12 for r, g, b in colors)
+
+
+@pytest.mark.engine
+def test_smoke_latest_runs_the_newest_release_only_in_a_real_engine(
+    engine: EngineHandle, registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    """`audit --smoke latest`: the newest release is run (locked down, by digest); older ones say skip."""
+    h = publish_history(registry, pusher, tmp_path, "audit-smoke")
+    policy_path = Path(str(h.policy.path))
+    smoke_rule = "  smoke: {args: ['--version'], timeout: 30s}\n  platforms:"
+    policy_path.write_text(policy_path.read_text().replace("  platforms:", smoke_rule))
+    h.policy = load_policy(policy_path)
+    code, doc = audit_json(h, tmp_path / "h.sqlite", smoke="latest")
+    assert code == 0, doc
+    newest = {image.digest for image in h.release.current}
+    for release in doc["releases"]:
+        smoke = [c for c in release["checks"] if c["rule"] == "smoke"]
+        assert smoke, release["tags"]
+        if release["digest"] in newest:
+            assert release["smoke"] is True and {c["verdict"] for c in smoke} == {"pass"}, smoke
+            assert any("exited 0" in c["message"] for c in smoke)
+        else:
+            assert release["smoke"] is False and {c["verdict"] for c in smoke} == {"skip"}, smoke
