@@ -205,12 +205,12 @@ rules:
     [
         pytest.param(
             BASE + "registy: ghcr.io\n",
-            "policy.yaml:10: registy: unknown key (known: version, registry, images, rules)",
+            "policy.yaml:10: registy: unknown key; did you mean registry? (known: version, registry, images, rules)",
             id="unknown-top-key",
         ),
         pytest.param(
             BASE + "    requird: [x]\n",
-            f"policy.yaml:10: rules.labels.requird: unknown key (known: {_known('labels')})",
+            f"policy.yaml:10: rules.labels.requird: unknown key; did you mean required? (known: {_known('labels')})",
             id="typo-rule-key",
         ),
         pytest.param(
@@ -218,7 +218,8 @@ rules:
                 "    repository: org/consumer\n",
                 "    repository: org/consumer\n    rules:\n      size:\n        max_compresed: 1GB\n",
             ),
-            f"policy.yaml:9: images[1].rules.size.max_compresed: unknown key (known: {_known('size')})",
+            "policy.yaml:9: images[1].rules.size.max_compresed: unknown key; did you mean max_compressed? "
+            f"(known: {_known('size')})",
             id="typo-in-image-override",
         ),
         pytest.param(
@@ -548,3 +549,12 @@ def test_relative_paths_of_the_bundled_policy_resolve_against_the_working_direct
     own.parent.mkdir()
     own.write_text(default_policy_path(tmp_path).read_text())
     assert load_policy(own).base_dir == own.parent
+
+
+def test_explain_lists_rules_once_for_images_that_share_them(tmp_path: Path) -> None:
+    """The bundled k2 policy: three images with the same effective rules read as one block."""
+    from imgcheck.policy.loader import default_policy_path, explain
+
+    lines = explain(load_policy(default_policy_path(tmp_path)))
+    assert sum(1 for line in lines if line.startswith("  size:")) == 1
+    assert [line.split(":")[0] for line in lines[1:4]] == ["producer", "consumer", "query-engine"]

@@ -26,8 +26,9 @@ def explain(policy: Policy) -> list[str]:
         f"{policy.path}: policy version {policy.version}, {count} image{'s' if count != 1 else ''}, "
         f"registry {policy.registry}"
     ]
+    blocks: dict[tuple[str, ...], list[str]] = {}  # rule lines -> the images that share them
     for image in policy.images:
-        lines.append(f"{image.name}: {image.registry}/{image.repository}")
+        rule_lines: list[str] = []
         for rule_id, config in image.rules.items():
             spec = specs.get(rule_id)
             if spec is not None and spec.describe is not None:
@@ -35,7 +36,11 @@ def explain(policy: Policy) -> list[str]:
             else:
                 text = describe_config(config) or f"defaults ({spec.summary if spec else 'no settings'})"
             suffix = " [warn only]" if config.mode == "warn" else ""
-            lines.append(f"  {rule_id}: {text}{suffix}")
+            rule_lines.append(f"  {rule_id}: {text}{suffix}")
+        blocks.setdefault(tuple(rule_lines), []).append(f"{image.name}: {image.registry}/{image.repository}")
+    for block, images in blocks.items():
+        lines.extend(images)  # images with identical effective rules are listed together, rules once
+        lines.extend(block)
     return lines
 
 

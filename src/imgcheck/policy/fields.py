@@ -19,7 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from imgcheck.errors import PolicyError
 from imgcheck.policy.types import ByteSize, Percent, parse_duration_seconds
-from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, fail, kind, show
+from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, did_you_mean, fail, kind, show
 
 _NONE = type(None)
 _MAPPING_ORIGINS = (Mapping, dict)
@@ -47,7 +47,7 @@ def parse_dataclass(cls: type, node: Map) -> Any:
     hints = field_types(cls)
     for key, value in node.entries.items():
         if key not in known:
-            fail(value.loc, "unknown key", f"known: {', '.join(known) or 'none'}")
+            fail(value.loc, "unknown key" + did_you_mean(key, list(known)), f"known: {', '.join(known) or 'none'}")
     missing = [name for name, f in known.items() if is_required(f) and name not in node.entries]
     if missing:
         fail(node.loc, f"missing required key{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")

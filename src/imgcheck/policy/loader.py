@@ -16,7 +16,7 @@ from imgcheck.checks.interface import RuleConfig
 from imgcheck.policy.explain import explain
 from imgcheck.policy.fields import parse_dataclass
 from imgcheck.policy.model import ImageSpec, Policy
-from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, fail, kind, read_tree, show
+from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, did_you_mean, fail, kind, read_tree, show
 
 __all__ = ["default_policy_path", "explain", "load_policy"]
 
@@ -62,7 +62,7 @@ def load_policy(path: Path) -> Policy:
 def _reject_unknown(node: Map, known: tuple[str, ...]) -> None:
     for key, value in node.entries.items():
         if key not in known:
-            fail(value.loc, "unknown key", f"known: {', '.join(known)}")
+            fail(value.loc, "unknown key" + did_you_mean(key, known), f"known: {', '.join(known)}")
 
 
 def _check_version(root: Map) -> None:

@@ -9,6 +9,7 @@ small tree of `Scalar` / `Seq` / `Map`, each carrying a `Loc` for error messages
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +46,14 @@ def fail(loc: Loc, what: str, allowed: str | None = None) -> NoReturn:
     """Raise the one-line PolicyError: `file:line: key.path: what (allowed)`."""
     where = f"{loc.file}:{loc.line}: " + (f"{loc.path}: " if loc.path else "")
     raise PolicyError(where + what + (f" ({allowed})" if allowed else ""))
+
+
+def did_you_mean(key: str, known: Sequence[str]) -> str:
+    """`; did you mean max_compressed?` for a near-miss typo, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+    return f"; did you mean {close[0]}?" if close else ""
 
 
 def show(value: object, limit: int = 60) -> str:
