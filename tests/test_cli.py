@@ -226,3 +226,25 @@ def test_bad_usage_is_exit_2(policy_file: Path) -> None:
     assert run_cli("verify", "--policy", str(policy_file), "--report", "json").returncode == 2
     assert run_cli("verify", "--no-such-option").returncode == 2
     assert run_cli("verify", "--policy", str(policy_file), "not a tag!").returncode == 2
+
+
+def test_two_releases_in_one_run_are_each_consistent_on_their_own(
+    registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    """`verify v1.4.2 v1.4.1`: consistent_across_images compares images of the same target only."""
+    from fixtures.k2 import K2_NAMES, publish_sample_release
+
+    publish_sample_release(pusher, registry.host, namespace="twotargets", semver=True, platforms=("linux/amd64",))
+    images = "\n".join(f"  - {{name: {n}, repository: twotargets/k2-market-data-platform-{n}}}" for n in K2_NAMES)
+    policy = tmp_path / "p.yaml"
+    policy.write_text(
+        f"version: 1\nimages:\n{images}\nrules:\n  tags:\n    required: ['v\\d+\\.\\d+\\.\\d+']\n"
+        "    consistent_across_images: true\n"
+    )
+    result = run_cli(
+        "verify", "v1.4.2", "v1.4.1", "--registry", registry.host, "--policy", str(policy), "--format", "json"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    assert len(doc["images"]) == 6
+    assert {c["verdict"] for i in doc["images"] for c in i["checks"]} == {"pass"}

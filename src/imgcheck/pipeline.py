@@ -39,6 +39,8 @@ class Target:
     name: str
     reference: Reference
     rules: Mapping[str, RuleConfig]
+    group: str = ""
+    """The command-line target it came from: cross-image rules compare images of one group only."""
 
 
 def plan_targets(policy: Policy, targets: Sequence[str], options: VerifyOptions) -> list[Target]:
@@ -50,7 +52,7 @@ def plan_targets(policy: Policy, targets: Sequence[str], options: VerifyOptions)
             spec = _image_for(policy, ref)
             name = spec.name if spec else ref.repository.rsplit("/", 1)[-1]
             rules = spec.rules if spec else policy.defaults
-            planned.append(Target(name, ref, rules))
+            planned.append(Target(name, ref, rules, group=text))
             continue
         if not is_tag(text):
             raise UsageError(
@@ -58,7 +60,7 @@ def plan_targets(policy: Policy, targets: Sequence[str], options: VerifyOptions)
             )
         for image in policy.images:
             registry = options.registry_override or image.registry
-            planned.append(Target(image.name, Reference(registry, image.repository, tag=text), image.rules))
+            planned.append(Target(image.name, Reference(registry, image.repository, tag=text), image.rules, group=text))
     return planned
 
 
@@ -119,6 +121,16 @@ def _judge(
     return findings
 
 
+@dataclasses.dataclass
+class _Planned:
+    """One target on its way through the pipeline: facts (or why there are none), then evidence."""
+
+    target: Target
+    facts: ImageFacts | None = None
+    error: str | None = None
+    collect_errors: dict[str, Finding] = dataclasses.field(default_factory=dict)
+
+
 def verify(
     policy: Policy,
     targets: Sequence[str],
@@ -139,59 +151,11 @@ def verify(
     own_client = client is None
     registry = client or RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=say)
     try:
-        gathered: list[tuple[Target, ImageFacts | None, str | None]] = []
-        gatherer = Gatherer(registry, say)
-        for target in planned:
-            need_tags = any(rules[r].needs_tags for r in target.rules)
-            try:
-                resolved = gatherer.gather(
-                    target.name, target.reference, need_tags=need_tags, platform_filter=options.platform
-                )
-                gathered.append((target, resolved, None))
-            except ImgcheckError as err:
-                say(f"{target.name}: could not verify: {err}")
-                gathered.append((target, None, str(err)))
-            except Exception as err:  # one image's bug must not hide the others' verdicts
-                gathered.append((target, None, f"internal error reading facts: {type(err).__name__}: {err}"))
-
+        items = _gather_all(registry, planned, rules, options, say)
         ctx = CollectContext(registry=registry, options=options, progress=say)
-        enriched: list[tuple[Target, ImageFacts | None, str | None, dict[str, Finding]]] = []
-        for target, gathered_facts, error in gathered:
-            collect_errors: dict[str, Finding] = {}
-            facts = gathered_facts
-            if facts is not None:
-                for rule_id in sorted(_rules_in_order(target.rules), key=lambda r: r not in COLLECT_FIRST):
-                    spec = rules[rule_id]
-                    evidence, failure = _collect(spec, ctx, facts, target.rules[rule_id])
-                    if failure is not None:
-                        collect_errors[rule_id] = failure
-                    elif spec.collect is not None:
-                        extras = {**facts.extras, rule_id: evidence, **_shared_evidence(evidence)}
-                        facts = dataclasses.replace(facts, extras=extras)
-            enriched.append((target, facts, error, collect_errors))
-
-        run = RunContext(
-            now=started,
-            images={t.name: f for t, f, _e, _c in enriched if f is not None},
-            options=options,
-        )
-        results: list[ImageResult] = []
-        for target, image_facts, error, collect_errors in enriched:
-            if image_facts is None:
-                results.append(ImageResult(target.name, str(target.reference), None, (), error))
-                continue
-            if not target.rules:
-                results.append(ImageResult(target.name, str(target.reference), image_facts.digest, (), _NO_RULES))
-                continue
-            checks: list[CheckResult] = []
-            for rule_id in _rules_in_order(target.rules):
-                config = target.rules[rule_id]
-                if rule_id in collect_errors:
-                    findings = [collect_errors[rule_id]]
-                else:
-                    findings = _judge(rules[rule_id], image_facts, config, run)
-                checks.extend(_to_result(rule_id, _apply_mode(f, config)) for f in findings)
-            results.append(ImageResult(target.name, str(target.reference), image_facts.digest, tuple(checks)))
+        for item in items:
+            _collect_all(item, rules, ctx)
+        results = _judge_all(items, rules, started, options)
     finally:
         if own_client:
             registry.close()
@@ -202,6 +166,79 @@ def verify(
         images=tuple(results),
         target=" ".join(targets) if targets else "latest",
     )
+
+
+def _gather_all(
+    registry: RegistryClient,
+    planned: list[Target],
+    rules: Mapping[str, RuleSpec],  # type: ignore[type-arg]
+    options: VerifyOptions,
+    say: Progress,
+) -> list[_Planned]:
+    """Resolve each target once and read its facts; one image that cannot be read does not stop the rest."""
+    gatherer = Gatherer(registry, say)
+    items = []
+    for target in planned:
+        item = _Planned(target)
+        need_tags = any(rules[r].needs_tags for r in target.rules)
+        try:
+            item.facts = gatherer.gather(
+                target.name, target.reference, need_tags=need_tags, platform_filter=options.platform
+            )
+        except ImgcheckError as err:
+            say(f"{target.name}: could not verify: {err}")
+            item.error = str(err)
+        except Exception as err:  # one image's bug must not hide the others' verdicts
+            item.error = f"internal error reading facts: {type(err).__name__}: {err}"
+        items.append(item)
+    return items
+
+
+def _collect_all(item: _Planned, rules: Mapping[str, RuleSpec], ctx: CollectContext) -> None:  # type: ignore[type-arg]
+    """Each rule's edge I/O, smoke first (its pull measures what `size` judges), into `facts.extras`."""
+    if item.facts is None:
+        return
+    for rule_id in sorted(_rules_in_order(item.target.rules), key=lambda r: r not in COLLECT_FIRST):
+        spec = rules[rule_id]
+        evidence, failure = _collect(spec, ctx, item.facts, item.target.rules[rule_id])
+        if failure is not None:
+            item.collect_errors[rule_id] = failure
+        elif spec.collect is not None:
+            extras = {**item.facts.extras, rule_id: evidence, **_shared_evidence(evidence)}
+            item.facts = dataclasses.replace(item.facts, extras=extras)
+
+
+def _judge_all(
+    items: list[_Planned],
+    rules: Mapping[str, RuleSpec],  # type: ignore[type-arg]
+    started: datetime,
+    options: VerifyOptions,
+) -> list[ImageResult]:
+    """The pure checks, each image seeing the other images of its own target (one release) only."""
+    groups: dict[str, dict[str, ImageFacts]] = {}
+    for item in items:
+        if item.facts is not None:
+            groups.setdefault(item.target.group, {})[item.target.name] = item.facts
+    results: list[ImageResult] = []
+    for item in items:
+        target, facts = item.target, item.facts
+        if facts is None:
+            results.append(ImageResult(target.name, str(target.reference), None, (), item.error))
+            continue
+        if not target.rules:
+            results.append(ImageResult(target.name, str(target.reference), facts.digest, (), _NO_RULES))
+            continue
+        run = RunContext(now=started, images=groups.get(target.group, {}), options=options)
+        checks: list[CheckResult] = []
+        for rule_id in _rules_in_order(target.rules):
+            config = target.rules[rule_id]
+            if rule_id in item.collect_errors:
+                findings = [item.collect_errors[rule_id]]
+            else:
+                findings = _judge(rules[rule_id], facts, config, run)
+            checks.extend(_to_result(rule_id, _apply_mode(f, config)) for f in findings)
+        results.append(ImageResult(target.name, str(target.reference), facts.digest, tuple(checks)))
+    return results
 
 
 def _shared_evidence(evidence: Any) -> dict[str, Any]:
