@@ -16,6 +16,7 @@ import typer
 from imgcheck import __version__
 from imgcheck.audit.cli import register as register_audit
 from imgcheck.cli_common import fail as _fail
+from imgcheck.cli_common import policy_and_options
 
 if TYPE_CHECKING:
     from imgcheck.checks.interface import VerifyOptions
@@ -46,12 +47,6 @@ def root(
     ] = None,
 ) -> None:
     """imgcheck: a release gate for container images."""
-
-
-def _load_policy(path: Path | None) -> Policy:
-    from imgcheck.policy.loader import default_policy_path, load_policy
-
-    return load_policy(path if path is not None else default_policy_path(Path.cwd()))
 
 
 def _parse_report_specs(specs: list[str]) -> list[tuple[str, Path]]:
@@ -134,8 +129,16 @@ def verify(
         report_files = _parse_report_specs(report or [])
         if timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")
-        loaded = _load_policy(policy)
-        options = _options(loaded, registry, trivy_report or [], no_smoke, platform, insecure, keep_images, timeout)
+        loaded, options = policy_and_options(
+            policy,
+            registry=registry,
+            insecure=insecure,
+            platform=platform,
+            trivy_reports=trivy_report or (),
+            timeout=timeout,
+            no_smoke=no_smoke,
+            keep_images=keep_images,
+        )
         result, code = _run_verify(loaded, targets or [], options, progress)
         progress.stop()
         _emit(result, output_format, report_files)
@@ -157,30 +160,6 @@ def verify(
             traceback.print_exc()
         _fail(f"internal error: {type(err).__name__}: {err} (run with --verbose for details)")
     raise typer.Exit(code)
-
-
-def _options(
-    loaded: Policy,
-    registry: str | None,
-    trivy_reports: list[Path],
-    no_smoke: bool,
-    platform: str | None,
-    insecure: bool,
-    keep_images: bool,
-    timeout: float,
-) -> VerifyOptions:
-    from imgcheck.checks.interface import VerifyOptions
-
-    return VerifyOptions(
-        registry_override=registry,
-        insecure=insecure,
-        platform=platform,
-        no_smoke=no_smoke,
-        keep_images=keep_images,
-        trivy_reports=tuple(trivy_reports),
-        timeout=timeout,
-        policy_dir=loaded.base_dir,
-    )
 
 
 def _run_verify(loaded: Policy, targets: list[str], options: VerifyOptions, progress: _Progress) -> tuple[object, int]:

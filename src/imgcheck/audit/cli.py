@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from imgcheck.cli_common import fail as _fail
+from imgcheck.cli_common import policy_and_options
 
 audit_app = typer.Typer(
     help="Nightly registry audit: every tag, history and drift; `audit merge` joins shard reports.",
@@ -79,22 +80,19 @@ def audit_command(
     (exit 0 all fine, 1 a failing release or bad drift, 2 could not audit)."""
     if ctx.invoked_subcommand is not None:
         return
-    from imgcheck.checks.interface import VerifyOptions
     from imgcheck.errors import ImgcheckError
 
     try:
         from imgcheck.audit.command import run_audit
-        from imgcheck.policy.loader import default_policy_path, load_policy
 
-        loaded = load_policy(policy if policy is not None else default_policy_path(Path.cwd()))
-        options = VerifyOptions(
-            registry_override=registry,
+        loaded, options = policy_and_options(
+            policy,
+            registry=registry,
             insecure=insecure,
             platform=platform,
-            no_smoke=smoke == "none",
-            trivy_reports=tuple(trivy_report or ()),
+            trivy_reports=trivy_report or (),
             timeout=timeout,
-            policy_dir=loaded.base_dir,
+            no_smoke=smoke == "none",
         )
         code = run_audit(
             loaded,
@@ -159,21 +157,18 @@ def diff_command(
 ) -> None:
     """What changed between two releases of each image: sizes per layer, labels, config, env names,
     SBOM packages, vulnerabilities (exit 1 when the new release fails size.max_growth, 2 could not compare)."""
-    from imgcheck.checks.interface import VerifyOptions
     from imgcheck.errors import ImgcheckError
 
     try:
         from imgcheck.audit.diff_render import run_diff
-        from imgcheck.policy.loader import default_policy_path, load_policy
 
-        loaded = load_policy(policy if policy is not None else default_policy_path(Path.cwd()))
-        options = VerifyOptions(
-            registry_override=registry,
+        loaded, options = policy_and_options(
+            policy,
+            registry=registry,
             insecure=insecure,
             platform=platform,
-            trivy_reports=tuple(trivy_report or ()),
+            trivy_reports=trivy_report or (),
             timeout=timeout,
-            policy_dir=loaded.base_dir,
         )
         code = run_diff(loaded, options, old, new, output_format=output_format)
     except ImgcheckError as err:
