@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imgcheck.checks.interface import RunContext, VerifyOptions
 from imgcheck.checks.smoke import Config, check, describe
-from imgcheck.engine.run import RunResult
+from imgcheck.engine.run import Limits, RunResult
 from imgcheck.engine.session import PlatformRun, SmokeEvidence
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.types import ByteSize
@@ -153,6 +156,10 @@ def test_version_that_breaks_the_regex_is_escaped() -> None:
         ({"timeout": timedelta(0)}, "timeout"),
         ({"memory": ByteSize(1024)}, "6MiB"),
         ({"pids": 0}, "pids"),
+        ({"cpus": 0.0}, "cpus"),
+        ({"cpus": 0.001}, "cpus"),
+        ({"cpus": 65.0}, "cpus"),
+        ({"cpus": float("nan")}, "cpus"),
         ({"command": ()}, "command"),
     ],
 )
@@ -190,5 +197,57 @@ def test_uncompressed_sizes_are_exposed_per_platform() -> None:
 
 def test_describe_names_the_lockdown() -> None:
     text = describe(Config(expect_output="{version}", tmpfs=True))
-    for word in ("no network", "read-only", "no capabilities", "256 MiB", "128 pids", "tmpfs /tmp", "30 s"):
+    for word in ("no network", "read-only", "no capabilities", "256 MiB", "128 pids", "1 CPU", "tmpfs /tmp", "30 s"):
         assert word in text
+    assert "0.5 CPUs" in describe(Config(cpus=0.5))
+
+
+def test_limits_applied_are_in_the_details() -> None:
+    limits = Limits(memory=64 * 2**20, pids=50, cpus=0.5)
+    finding = judge(ran("smoke-app version 1.4.2\n", limits=limits), VERSIONED)
+    assert finding.details["limits"] == {"memory": 64 * 2**20, "pids": 50, "cpus": 0.5}
+
+
+CPUS_POLICY = """\
+version: 1
+images:
+  - {{name: app, repository: org/app}}
+rules:
+  smoke:
+    timeout: 5s
+    cpus: {cpus}
+"""
+
+
+def validate(tmp_path: Path, cpus: str) -> subprocess.CompletedProcess[str]:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(CPUS_POLICY.format(cpus=cpus))
+    command = [sys.executable, "-m", "imgcheck", "policy", "validate", str(policy)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    ("cpus", "where", "complaint"),
+    [
+        ("0", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
+        ("-1", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
+        ("65", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
+        ('"lots"', "policy.yaml:7: rules.smoke.cpus:", "expected a number, got a string"),
+        ("[1]", "policy.yaml:7: rules.smoke.cpus:", "expected a number, got a list"),
+    ],
+)
+def test_bad_cpus_is_a_one_line_policy_error(tmp_path: Path, cpus: str, where: str, complaint: str) -> None:
+    done = validate(tmp_path, cpus)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert where in lines[0] and complaint in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("cpus", "shown"), [("0.5", "0.5 CPUs"), ("1", "1 CPU"), ("2", "2 CPUs")])
+def test_good_cpus_load_and_are_described(tmp_path: Path, cpus: str, shown: str) -> None:
+    done = validate(tmp_path, cpus)
+    assert done.returncode == 0, done.stderr
+    assert f"128 pids and {shown}" in done.stdout

@@ -14,6 +14,7 @@ from imgcheck.checks import smoke
 from imgcheck.checks.interface import CollectContext, Finding, RunContext, VerifyOptions
 from imgcheck.engine.output import HEAD_BYTES, TAIL_BYTES
 from imgcheck.engine.session import SmokeEvidence
+from imgcheck.policy.types import ByteSize
 from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
@@ -98,7 +99,7 @@ def test_no_entrypoint_args_replace_cmd_and_command_fixes_it(smoke_run: Any) -> 
 
 
 def test_root_image_finds_itself_locked_down(smoke_run: Any) -> None:
-    config = smoke.Config(expect_output="root write: denied", memory=smoke.ByteSize.parse("64MiB"), pids=50)
+    config = smoke.Config(expect_output="root write: denied", memory=ByteSize.parse("64MiB"), pids=50)
     evidence, findings = smoke_run("lockdown", config)
     assert verdicts(findings) == [("linux/amd64", Verdict.PASS)]
     output = evidence.runs[0].result.output
@@ -109,6 +110,36 @@ def test_root_image_finds_itself_locked_down(smoke_run: Any) -> None:
     assert "net: lo\n" in output
     assert "pids.max: 50\n" in output
     assert f"memory.max: {64 * 1024 * 1024}\n" in output
+
+
+HALF_A_CORE = smoke.Config(
+    cpus=0.5, expect_output=r"smoke-app version {version} cpu=50000/100000$", timeout=timedelta(seconds=20)
+)
+"""docker's --cpus 0.5 is a CFS quota of 50 ms in every 100 ms period: the image prints what it got."""
+
+
+def test_cpu_limit_is_the_quota_the_image_runs_under(smoke_run: Any) -> None:
+    _, findings = smoke_run("cpu-quota", HALF_A_CORE)
+    assert verdicts(findings) == [("linux/amd64", Verdict.PASS)], findings[0].message
+    assert findings[0].details["limits"] == {"memory": 256 * 1024 * 1024, "pids": 128, "cpus": 0.5}
+    _, whole = smoke_run("cpu-quota", replace(HALF_A_CORE, cpus=1.0))
+    assert verdicts(whole) == [("linux/amd64", Verdict.FAIL)]
+    assert "cpu=100000/100000" in whole[0].message  # one core's quota, not half
+    assert whole[0].details["limits"]["cpus"] == 1.0
+
+
+def test_default_cpu_limit_is_one_core(smoke_run: Any) -> None:
+    evidence, findings = smoke_run("cpu-quota", smoke.Config(expect_output="cpu=100000/100000$"))
+    assert verdicts(findings) == [("linux/amd64", Verdict.PASS)], evidence.runs[0].result.output
+    assert "cpu=max" not in evidence.runs[0].result.output
+
+
+def test_cpus_beyond_the_engine_are_capped_not_refused(smoke_run: Any, docker_api: Any) -> None:
+    ncpu = docker_api.info()["NCPU"]
+    config = smoke.Config(cpus=64, expect_output=f"cpu={ncpu * 100000}/100000$")
+    _, findings = smoke_run("cpu-quota", config)
+    assert verdicts(findings) == [("linux/amd64", Verdict.PASS)], findings[0].message
+    assert findings[0].details["limits"]["cpus"] == ncpu
 
 
 def test_tmpfs_only_when_asked(smoke_run: Any) -> None:

@@ -25,7 +25,7 @@ from fixtures.smoke_images import GIB_BYTES, MISSING_ENTRY, VERSION, SmokeImage,
 from imgcheck.checks import smoke
 from imgcheck.checks.interface import CollectContext, Finding, RunContext, VerifyOptions
 from imgcheck.engine.output import HEAD_BYTES, TAIL_BYTES
-from imgcheck.engine.run import RunResult, is_exec_failure
+from imgcheck.engine.run import Limits, RunResult, is_exec_failure
 from imgcheck.facts import PlatformFacts
 from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
@@ -115,6 +115,22 @@ def test_memory_hog_is_killed_by_the_memory_limit(hostile: Hostile) -> None:
     assert "killed: out of memory (limit 256 MiB)" in finding.message
     assert "loading the whole dataset" in finding.message
     assert "raise `memory:`" in finding.message
+    within(hostile, config)
+
+
+@pytest.mark.engine
+def test_cpu_spinners_are_held_by_the_cpu_limit(hostile: Hostile) -> None:
+    config = smoke.Config(timeout=timedelta(seconds=3), cpus=0.5)
+    result, finding = hostile.run("cpu-spinner", config)
+    assert finding.verdict is Verdict.FAIL
+    assert result.timed_out
+    assert "warming the caches cpu=50000/100000" in result.output  # it spun under half a core's quota
+    assert result.cpu_throttled is True  # and the engine saw the quota throttle it
+    assert result.limits == Limits(memory=256 * 1024 * 1024, pids=128, cpus=0.5)
+    assert "timed out after 3 s: the container was killed and removed" in finding.message
+    assert "it was using all of its CPU limit (0.5 CPUs), which throttled it" in finding.message
+    assert "raise `cpus:` or `timeout:`" in finding.message
+    assert finding.details["limits"] == {"memory": 256 * 1024 * 1024, "pids": 128, "cpus": 0.5}
     within(hostile, config)
 
 
@@ -260,6 +276,8 @@ def test_hostile_images_are_verdicts_of_a_cli_run_never_its_error(
     assert "no such file or directory" in checks["missing-entrypoint"][0]["message"]
     assert [(c["rule"], c["verdict"]) for c in checks["memory-hog"]] == [("smoke", "fail")]
     assert "out of memory (limit 256 MiB)" in checks["memory-hog"][0]["message"]
+    limits = {"memory": 256 * 1024 * 1024, "pids": 128, "cpus": 1.0}  # the defaults, in the JSON report
+    assert checks["memory-hog"][0]["details"]["limits"] == limits
 
 
 # The judging of hostile endings, without an engine (the engine tests above produce these results).
@@ -298,6 +316,15 @@ def test_a_plain_hang_does_not_blame_the_pids_limit() -> None:
     verdict, message = judged(ended("waiting\n", None, timed_out=True, pids=3), smoke.Config(pids=64))
     assert verdict is Verdict.FAIL
     assert "pids" not in message and "raise `timeout:`" in message
+
+
+def test_a_hang_blames_the_cpu_limit_only_when_it_throttled() -> None:
+    config = smoke.Config(cpus=2)
+    _, idle = judged(ended("waiting\n", None, timed_out=True, cpu_throttled=False), config)
+    assert "CPU" not in idle and "cpus" not in idle
+    verdict, busy = judged(ended("working\n", None, timed_out=True, cpu_throttled=True), config)
+    assert verdict is Verdict.FAIL
+    assert "it was using all of its CPU limit (2 CPUs), which throttled it" in busy
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,9 @@ LINE_CHARS = 200
 DETAIL_TAIL_CHARS = 4096
 DEFAULT_MEMORY = ByteSize(256 * 1024 * 1024)
 MIN_MEMORY = 6 * 1024 * 1024
+MIN_CPUS = 0.01
+"""The engine's smallest CPU limit (a 1 ms CFS quota per 100 ms period)."""
+MAX_CPUS = 64.0
 FORK_FAILED = re.compile(
     r"can't fork|cannot fork|fork: retry|fork: resource temporarily unavailable"
     r"|(?:can't|cannot|unable to|failed to) create (?:a )?(?:new |native )?(?:os )?thread",
@@ -46,6 +49,8 @@ class Config(RuleConfig):
     timeout: timedelta = timedelta(seconds=30)
     memory: ByteSize = DEFAULT_MEMORY
     pids: int = 128
+    cpus: float = 1.0
+    """CPU time as cores (docker's `--cpus`): a spinning image cannot take the whole runner."""
     user: str | None = None
     """Run as this user instead of the image's own."""
     tmpfs: bool = False
@@ -60,6 +65,11 @@ class Config(RuleConfig):
             raise ValueError(f"smoke `memory` must be at least 6MiB (the engine's minimum), got {int(self.memory)}")
         if self.pids < 1:
             raise ValueError(f"smoke `pids` must be at least 1, got {self.pids}")
+        if not MIN_CPUS <= self.cpus <= MAX_CPUS:  # also refuses NaN
+            raise ValueError(
+                f"smoke `cpus` must be a number of CPUs from {MIN_CPUS:g} to {MAX_CPUS:g} (like docker's --cpus: "
+                f"0.5, 1, 2), got {self.cpus:g}"
+            )
         if self.command is not None and not self.command:
             raise ValueError("smoke `command` must name a program (e.g. [python, -m, app]); leave it out instead")
         if self.expect_output is not None:
@@ -76,6 +86,7 @@ def run_spec(config: Config) -> RunSpec:
         timeout=config.timeout.total_seconds(),
         memory=int(config.memory),
         pids=config.pids,
+        cpus=config.cpus,
         user=config.user,
         tmpfs=config.tmpfs,
         env=dict(config.env),
@@ -138,6 +149,8 @@ def _judge_platform(
         output_tail=result.output[-DETAIL_TAIL_CHARS:],
         emulated=run.emulated,
     )
+    if result.limits is not None:
+        details["limits"] = {"memory": result.limits.memory, "pids": result.limits.pids, "cpus": result.limits.cpus}
     verdict, message = judge(result, config, platform, (platform.labels if platform else facts.labels))
     return Finding(verdict, f"`{shlex.join(argv)}` {message}", run.platform, details)
 
@@ -201,6 +214,12 @@ def _timed_out(result: RunResult, config: Config, last: str) -> str:
         return head + (
             f"it kept forking and the pids limit ({config.pids}) held it (a fork bomb or runaway workers): "
             "make `args` print and exit; raise `pids:` only if the image needs that many processes"
+        )
+    if result.cpu_throttled:
+        cpus = cpus_text(result.limits.cpus if result.limits else config.cpus)
+        return head + (
+            f"it was using all of its CPU limit ({cpus}), which throttled it (a busy loop, or work too heavy "
+            "for a smoke run): make `args` print and exit; raise `cpus:` or `timeout:` only if it needs more"
         )
     return head + "make `args` print and exit, or raise `timeout:`"
 
@@ -272,13 +291,18 @@ def memory_text(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n % 2**20 == 0 else format_bytes(n)
 
 
+def cpus_text(cpus: float) -> str:
+    return f"{cpus:g} CPU" + ("" if cpus == 1 else "s")
+
+
 def describe(config: Config) -> str:
     entry = shlex.join(config.command) if config.command is not None else "<entrypoint>"
     expect = f" and output matching /{config.expect_output}/" if config.expect_output else ""
     tmp = ", tmpfs /tmp" if config.tmpfs else ""
     return (
         f"runs `{entry} {shlex.join(config.args)}` by digest with no network, a read-only root, no capabilities, "
-        f"{memory_text(int(config.memory))} and {config.pids} pids{tmp}; expects exit {config.expect_exit}{expect} "
+        f"{memory_text(int(config.memory))}, {config.pids} pids and {cpus_text(config.cpus)}{tmp}; "
+        f"expects exit {config.expect_exit}{expect} "
         f"within {format_duration(config.timeout.total_seconds())}"
     )
 

@@ -42,6 +42,9 @@ class Engine:
     version: str
     emulated: frozenset[str] = field(default_factory=frozenset)
     """Architectures the kernel runs through a registered binfmt_misc emulator (qemu-user-static)."""
+    ncpu: int = 0
+    """CPUs the engine's containers may use (`docker info`'s NCPU; 0: unknown). The engine refuses
+    a CPU limit above it, so a policy's `cpus` is capped to it."""
 
     @property
     def platform(self) -> str:
@@ -84,7 +87,19 @@ def connect(timeout: int = API_TIMEOUT) -> Engine:
         arch=str(version.get("Arch", "")),
         version=str(version.get("Version", "?")),
         emulated=registered_emulators() if local else frozenset(),
+        ncpu=_ncpu(client),
     )
+
+
+def _ncpu(client: Any) -> int:
+    """The engine's CPU count; 0 when `docker info` fails (the engine then judges the limit itself)."""
+    from docker.errors import DockerException
+
+    try:
+        count = client.info().get("NCPU")
+    except (DockerException, OSError):
+        return 0
+    return count if isinstance(count, int) and count > 0 else 0
 
 
 def _reason(exc: BaseException) -> str:

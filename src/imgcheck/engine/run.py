@@ -1,5 +1,8 @@
 """One locked-down container run: no network, read-only root, no capabilities, limits, a deadline.
 
+The limits bound what one image can take from the machine: memory (and swap), processes, and CPU
+time (a CFS quota: a spinning image gets at most `cpus` cores, however many processes it starts).
+
 The output is read from the attach stream as it is written (the engine stores none of it: log
 driver `none`), into a bounded capture. The container is always removed, whatever happens.
 
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from imgcheck.engine.client import Engine
@@ -33,6 +36,13 @@ EXEC_FAILURES = (
     "not a directory",
 )
 """runc's reasons for not executing the entrypoint: the image's fault, not the engine's."""
+CPU_LIMIT_HINT = (
+    "the engine cannot apply the smoke CPU limit (`cpus`): give it the cgroup cpu controller "
+    "(rootless Docker: delegate `cpu`); imgcheck never runs an image without it"
+)
+NO_CPU_LIMIT = ("cpu cfs", "range of cpus")
+"""The engine's words when it cannot apply the CPU limit: no CFS bandwidth control, or too few CPUs."""
+NANO = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -46,11 +56,22 @@ class RunSpec:
     timeout: float = 30.0
     memory: int = 256 * 1024 * 1024
     pids: int = 128
+    cpus: float = 1.0
+    """CPU time as a number of cores (docker's `--cpus`), capped to what the engine has."""
     user: str | None = None
     """None: the image's own user."""
     tmpfs: bool = False
     """Mount a small writable tmpfs on /tmp (the root filesystem stays read-only)."""
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits a run was given, as the engine applied them (for the report)."""
+
+    memory: int
+    pids: int
+    cpus: float
 
 
 @dataclass(frozen=True)
@@ -70,20 +91,32 @@ class RunResult:
     """The engine's reason when the process could not be started (126/127 keep their exit code)."""
     pids: int | None = None
     """Processes in the container when the deadline killed it (the engine's count; None if unknown)."""
+    cpu_throttled: bool | None = None
+    """At the deadline: the CPU quota had throttled it (it wanted more CPU than `cpus`); None if unknown."""
+    limits: Limits | None = None
+
+
+def applied_limits(engine: Engine, spec: RunSpec) -> Limits:
+    """`spec`'s limits as the engine can apply them: more CPUs than it has would be refused, and
+    would limit nothing, so `cpus` is capped to its count."""
+    cpus = min(spec.cpus, engine.ncpu) if engine.ncpu else spec.cpus
+    return Limits(memory=spec.memory, pids=spec.pids, cpus=cpus)
 
 
 def host_config(engine: Engine, spec: RunSpec) -> Any:
     """The lockdown, in one place: every smoke run gets exactly this."""
     from docker.types import LogConfig
 
+    limits = applied_limits(engine, spec)
     return engine.client.api.create_host_config(
         network_mode="none",
         read_only=True,
         cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
-        mem_limit=spec.memory,
-        memswap_limit=spec.memory,
-        pids_limit=spec.pids,
+        mem_limit=limits.memory,
+        memswap_limit=limits.memory,
+        pids_limit=limits.pids,
+        nano_cpus=round(limits.cpus * NANO),
         tmpfs={"/tmp": TMPFS_OPTIONS} if spec.tmpfs else None,
         log_config=LogConfig(type="none"),
     )
@@ -91,6 +124,11 @@ def host_config(engine: Engine, spec: RunSpec) -> Any:
 
 def run_locked_down(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     """Run `image` once under `spec`; the container is removed before this returns."""
+    result = _create_and_run(engine, image, spec)
+    return replace(result, limits=applied_limits(engine, spec))
+
+
+def _create_and_run(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     from docker.errors import APIError
 
     api = engine.client.api
@@ -111,7 +149,8 @@ def run_locked_down(engine: Engine, image: str, spec: RunSpec) -> RunResult:
         reason = start_failure(str(exc.explanation or exc))
         if is_exec_failure(reason):  # engines that check the entrypoint at create time
             return RunResult(None, reason, len(reason.encode()), False, 0.0, start_error=reason)
-        raise EngineError(f"the engine refused to create a container for {image}: {reason}") from None
+        hint = CPU_LIMIT_HINT if any(m in reason.lower() for m in NO_CPU_LIMIT) else None
+        raise EngineError(f"the engine refused to create a container for {image}: {reason}", hint=hint) from None
     except OSError as exc:  # requests' errors are OSErrors: the engine went away
         raise EngineError(f"lost the engine while creating a container for {image}: {exc}") from None
     cid = str(container["Id"])
@@ -152,10 +191,17 @@ def _attach_start_wait(api: Any, cid: str, spec: RunSpec) -> RunResult:
         stream.close()
     status = _wait(api, cid, started + spec.timeout) if finished else None
     if status is None:
-        pids = _pids_now(api, cid)
+        pids, throttled = _usage_now(api, cid)
         _kill(api, cid)
         return RunResult(
-            None, capture.text(), capture.total, capture.truncated, spec.timeout, timed_out=True, pids=pids
+            None,
+            capture.text(),
+            capture.total,
+            capture.truncated,
+            spec.timeout,
+            timed_out=True,
+            pids=pids,
+            cpu_throttled=throttled,
         )
     state = api.inspect_container(cid)["State"]
     return RunResult(
@@ -194,16 +240,22 @@ def _wait(api: Any, cid: str, deadline: float) -> Mapping[str, Any] | None:
     return status
 
 
-def _pids_now(api: Any, cid: str) -> int | None:
-    """How many processes the container holds, from one engine stats sample (API >= 1.41)."""
+def _usage_now(api: Any, cid: str) -> tuple[int | None, bool | None]:
+    """From one engine stats sample (API >= 1.41): how many processes the container holds, and
+    whether the CPU quota has throttled it (a busy loop, not a process waiting for something)."""
     from docker.errors import DockerException
 
     try:
         stats = api.stats(cid, stream=False, one_shot=True)
     except (DockerException, OSError):
-        return None
+        return None, None
     current = (stats.get("pids_stats") or {}).get("current")
-    return current if isinstance(current, int) else None
+    throttling = (stats.get("cpu_stats") or {}).get("throttling_data") or {}
+    throttled = throttling.get("throttled_periods")
+    return (
+        current if isinstance(current, int) else None,
+        throttled > 0 if isinstance(throttled, int) else None,
+    )
 
 
 def _drain(stream: Any, capture: OutputCapture, deadline: float) -> bool:
