@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -481,6 +482,38 @@ def test_tags_consistent_for_branch_builds_uses_required_tags_then_revision(alpi
     assert only(tags_rule.check(r1, by_revision, run_of(r1, r2_same))).verdict is Verdict.PASS
     bare1, bare2 = _image("producer", alpine, ("main",)), _image("consumer", alpine, ("main",))
     assert only(tags_rule.check(bare1, by_revision, run_of(bare1, bare2))).verdict is Verdict.FAIL
+
+
+def test_tags_consistent_per_release_judges_each_distinct_release_once(alpine: PlatformFacts) -> None:
+    """The audit's form: each release tag on the digest names its images; one finding for the digest."""
+    config = tags_rule.Config(consistent_across_images=True)
+    p = replace(_image("producer", alpine, ("v1.4.2", "sha-3d8a93e", "latest")), digest=D_INDEX)
+    c = replace(_image("consumer", alpine, ("v1.4.2", "sha-3d8a93e")), digest=D_SIGNED)
+    q = replace(_image("query-engine", alpine, ("v1.4.2", "v1.4.3", "sha-0a1b2c3")), digest=D_REKOR)
+    same = {"v1.4.2": {"consumer": c, "query-engine": q}, "sha-3d8a93e": {"consumer": c}}
+    mine = tags_rule.consistent_per_release(p, config, same)
+    assert mine.verdict is Verdict.PASS and "odd one out: query-engine" in mine.message
+    assert set(mine.details["releases"]) == {"v1.4.2", "sha-3d8a93e"}
+    odd = tags_rule.consistent_per_release(q, config, {"v1.4.2": {"producer": p, "consumer": c}, "v1.4.3": {}})
+    assert odd.verdict is Verdict.FAIL and odd.message.startswith("release v1.4.2: query-engine is the odd image out")
+    assert odd.details["releases"]["v1.4.2"]["images"]["query-engine"] == "1.4.3"
+    # v1.4.2 and sha-3d8a93e name the same two images here: judged once, named together.
+    twins = {"v1.4.2": {"consumer": c}, "sha-3d8a93e": {"consumer": c}}
+    assert tags_rule.consistent_per_release(p, config, twins).message.startswith("release v1.4.2 = sha-3d8a93e: ")
+    alone = tags_rule.consistent_per_release(p, config, {"v1.4.2": {}, "sha-3d8a93e": {}})
+    assert alone.verdict is Verdict.PASS and "nothing to compare" in alone.message
+    assert alone.details == {"check": "consistent_across_images", "releases": {}}
+
+
+def test_tags_repository_lookups_are_per_tag_listing(alpine: PlatformFacts) -> None:
+    """Lookups are remembered per `repo_tags` tuple: facts with another listing never see stale ones."""
+    config = tags_rule.Config(latest_is_highest=True)
+    on_top, behind = release_repo(D_REKOR), release_repo(D_SIGNED)
+    for _ in range(2):
+        assert only(tags_rule.check(facts_of(alpine, repo_tags=on_top), config, run_of())).verdict is Verdict.PASS
+        assert only(tags_rule.check(facts_of(alpine, repo_tags=behind), config, run_of())).verdict is Verdict.FAIL
+        rebuilt = tuple(replace(t) for t in behind)  # equal, not identical: judged from its own lookups
+        assert only(tags_rule.check(facts_of(alpine, repo_tags=rebuilt), config, run_of())).verdict is Verdict.FAIL
 
 
 def test_tags_only_enabled_subchecks_run(alpine: PlatformFacts) -> None:

@@ -2,20 +2,23 @@
 
 Verification goes through the same pipeline as `imgcheck verify` (every rule, the same messages),
 with the digests as full `host/repo@sha256:…` targets, over a CachingClient whose pinned snapshot makes
-every rule see the tags as they were at the start of the run.
+every rule see the tags as they were at the start of the run. The one cross-image check, the tags
+rule's consistent_across_images, is then judged per release across images (audit/releases.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 from imgcheck.audit.cache import CachingClient
-from imgcheck.audit.inventory import in_shard, newest_digest, select_digests, take_snapshot
+from imgcheck.audit.inventory import Snapshot, in_shard, newest_digest, select_digests, take_snapshot
 from imgcheck.audit.model import ImageInventory, Release
+from imgcheck.audit.releases import Published, judge_releases
+from imgcheck.checks import tags as tags_rule
 from imgcheck.checks.interface import VerifyOptions
 from imgcheck.errors import ImgcheckError
 from imgcheck.facts import ImageFacts
@@ -50,28 +53,72 @@ def audit_images(
     progress: Progress | None = None,
     known_tags: Mapping[str, Mapping[str, str]] | None = None,
 ) -> tuple[list[ImageInventory], list[Release]]:
-    """`known_tags` (image -> tag -> digest, from the last run) lets unmoved tags be revalidated."""
+    """`known_tags` (image -> tag -> digest, from the last run) lets unmoved tags be revalidated.
+
+    Every image's tags are snapshotted before any is verified: a release spans images, and the tags
+    rule's consistent_across_images is judged per release once every image's digests are verified."""
     say = progress or (lambda _m: None)
-    inventories: list[ImageInventory] = []
-    releases: list[Release] = []
+    listed: list[_Listed | ImageInventory] = []
     for image in policy.images:
         last = (known_tags or {}).get(image.name, {})
-        inventory, found = _audit_image(policy, image, options, audit, client, now, say, last)
+        listed.append(_list_image(image, options, audit, client, say, last))
+    inventories: list[ImageInventory] = []
+    releases: list[Release] = []
+    for item in listed:
+        if isinstance(item, ImageInventory):
+            inventories.append(item)
+            continue
+        inventory, found = _verify_image(policy, item, options, audit, client, now, say)
         inventories.append(inventory)
         releases.extend(found)
-    return inventories, releases
+    published = [item.published() for item in listed if isinstance(item, _Listed)]
+    return inventories, judge_releases(published, releases)
 
 
-def _audit_image(
-    policy: Policy,
+@dataclass
+class _Listed:
+    """One policy image whose tags were listed: its snapshot and its facts, read once per digest."""
+
+    image: ImageSpec
+    registry: str
+    snapshot: Snapshot
+    groups: dict[str, tuple[str, ...]]
+    gatherer: Gatherer
+    platform: str | None
+    facts: dict[str, ImageFacts | str] = field(default_factory=dict)
+
+    def facts_of(self, digest: str) -> ImageFacts | str:
+        """Facts by digest (no tags), or why they could not be read."""
+        if digest not in self.facts:
+            try:
+                ref = Reference(self.registry, self.image.repository, digest=digest)
+                self.facts[digest] = self.gatherer.gather(
+                    self.image.name, ref, need_tags=False, platform_filter=self.platform
+                )
+            except ImgcheckError as err:
+                self.facts[digest] = str(err)
+        return self.facts[digest]
+
+    def created(self, digest: str) -> datetime | None:
+        found = self.facts_of(digest)
+        return parse_time(found.platforms[0].created) if isinstance(found, ImageFacts) else None
+
+    def published(self) -> Published:
+        """What release grouping needs of this image (audit/releases.py)."""
+        config = self.image.rules.get(tags_rule.RULE.id)
+        judged = config if isinstance(config, tags_rule.Config) and config.consistent_across_images else None
+        return Published(self.image.name, judged, self.groups, self.facts_of)
+
+
+def _list_image(
     image: ImageSpec,
     options: VerifyOptions,
     audit: AuditOptions,
     client: CachingClient,
-    now: datetime,
     say: Progress,
     last: Mapping[str, str],
-) -> tuple[ImageInventory, list[Release]]:
+) -> _Listed | ImageInventory:
+    """Snapshot one image's tags and pin them for the run; a listing that fails is this image's error."""
     registry = options.registry_override or image.registry
     say(f"{image.name}: listing and resolving tags of {registry}/{image.repository}")
     try:
@@ -79,25 +126,22 @@ def _audit_image(
         snapshot = take_snapshot(client, registry, image.repository, held=held, workers=audit.workers)
     except ImgcheckError as err:
         say(f"{image.name}: could not list tags: {err}")
-        return ImageInventory(image.name, registry, image.repository, error=str(err)), []
+        return ImageInventory(image.name, registry, image.repository, error=str(err))
     client.pin_tags(registry, image.repository, snapshot.tags, snapshot.resolved)
-    groups = snapshot.groups()
-    gatherer = Gatherer(client, say)
-    facts: dict[str, ImageFacts | str] = {}
+    return _Listed(image, registry, snapshot, snapshot.groups(), Gatherer(client, say), options.platform)
 
-    def facts_of(digest: str) -> ImageFacts | str:
-        if digest not in facts:
-            try:
-                ref = Reference(registry, image.repository, digest=digest)
-                facts[digest] = gatherer.gather(image.name, ref, need_tags=False, platform_filter=options.platform)
-            except ImgcheckError as err:
-                facts[digest] = str(err)
-        return facts[digest]
 
-    def created(digest: str) -> datetime | None:
-        found = facts_of(digest)
-        return parse_time(found.platforms[0].created) if isinstance(found, ImageFacts) else None
-
+def _verify_image(
+    policy: Policy,
+    listed: _Listed,
+    options: VerifyOptions,
+    audit: AuditOptions,
+    client: CachingClient,
+    now: datetime,
+    say: Progress,
+) -> tuple[ImageInventory, list[Release]]:
+    image, registry, groups = listed.image, listed.registry, listed.groups
+    facts_of, created = listed.facts_of, listed.created
     selected = select_digests(groups, newest=audit.newest, since=audit.since, created=created)
     mine = [d for d in selected if in_shard(d, audit.shard)]
     smoke: set[str] = set()
@@ -106,7 +150,7 @@ def _audit_image(
     elif audit.smoke == "latest":
         top = newest_digest(groups, created)
         smoke = {top} & set(mine) if top else set()
-    say(f"{image.name}: {len(snapshot.resolved)} tags on {len(groups)} digests; verifying {len(mine)}")
+    say(f"{image.name}: {len(listed.snapshot.resolved)} tags on {len(groups)} digests; verifying {len(mine)}")
     results: list[Release] = []
     for with_smoke in (False, True):
         batch = [d for d in mine if (d in smoke) == with_smoke]
@@ -138,7 +182,7 @@ def _audit_image(
         image.name,
         registry,
         image.repository,
-        tags=snapshot.tag_digests,
+        tags=listed.snapshot.tag_digests,
         verified=tuple(mine),
         not_selected=len(groups) - len(selected),
     )

@@ -1,13 +1,24 @@
 """tags: required tag patterns on this digest; `latest` is the highest (or newest) release; images agree.
 
 Each enabled sub-check gives one finding, so a report says which promise about tags was broken.
+
+`consistent_across_images` compares the images of one release. Which images those are depends on the
+command: `imgcheck verify v1.4.2` compares the images that target resolved (RunContext.images); an
+audit checks one digest at a time, so it calls `consistent_per_release` with the release's images
+itself. For the audit, a release is a release tag (semver `v1.4.2`, pre-releases included, or a build
+tag `sha-<sha7>` / `main-<sha7>`): the digests of different policy images that carry it are one
+release. `latest`, `main` and `1.4` move, so they name no release. Within a release the images are
+compared exactly as `verify <that tag>` compares them (see `_compare`), so an audit reports for each
+release tag what verify would. A digest whose release tags no other image carries is alone, as in
+a verify of one image: nothing to compare, a pass.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -57,16 +68,67 @@ def _required(facts: ImageFacts, patterns: Sequence[re.Pattern[str]]) -> Finding
     return Finding(Verdict.PASS, f"required tags present: {shown}", details=details)
 
 
-def _image_tags(facts: ImageFacts) -> list[TagFacts]:
-    """Repository tags that name images (cosign's `sha256-….sig/.att/.sbom` tags are not releases)."""
-    return [t for t in facts.repo_tags if not is_cosign_tag(t.tag)]
+@dataclass(frozen=True)
+class _RepoLookups:
+    """A repository's image tags and the lookups the `latest_*` checks read, built once per tag listing."""
+
+    tags: tuple[TagFacts, ...]
+    """Tags that name images (cosign's `sha256-….sig/.att/.sbom` tags are not releases)."""
+    by_tag: Mapping[str, TagFacts]
+    by_digest: Mapping[str, Sequence[str]]
+    first_latest: TagFacts | None
+    top: _semver.Release | None
+    """The highest release (pre-releases aside)."""
+    top_digests: frozenset[str]
+    """Every digest a tag of the highest version points at (`v1.4.2` and `1.4.2` may differ)."""
+    newest: tuple[datetime, TagFacts] | None
+    """The first tag with the latest `created`, and that time in UTC."""
+
+    @classmethod
+    def build(cls, repo_tags: Sequence[TagFacts]) -> _RepoLookups:
+        tags = tuple(t for t in repo_tags if not is_cosign_tag(t.tag))
+        by_tag = {t.tag: t for t in tags}
+        by_digest: dict[str, list[str]] = defaultdict(list)
+        for t in tags:
+            by_digest[t.digest].append(t.tag)
+        top = _semver.highest(by_tag)
+        top_digests = frozenset(
+            by_tag[r.tag].digest for r in _semver.releases(by_tag) if top is not None and r.version == top.version
+        )
+        dated = [(_utc(t.created), t) for t in tags if t.created is not None]
+        return cls(
+            tags=tags,
+            by_tag=by_tag,
+            by_digest={digest: tuple(names) for digest, names in by_digest.items()},
+            first_latest=next((t for t in tags if t.tag == "latest"), None),
+            top=top,
+            top_digests=top_digests,
+            newest=max(dated, key=lambda pair: pair[0]) if dated else None,
+        )
 
 
-def _tags_by_digest(tags: Sequence[TagFacts]) -> dict[str, list[str]]:
-    by_digest: dict[str, list[str]] = defaultdict(list)
-    for t in tags:
-        by_digest[t.digest].append(t.tag)
-    return by_digest
+_LOOKUPS: dict[int, tuple[tuple[TagFacts, ...], _RepoLookups]] = {}
+_LOOKUPS_KEPT = 32
+"""Tag listings remembered: one per repository of the run is what repeats."""
+_LOOKUPS_LOCK = threading.Lock()
+
+
+def _lookups(facts: ImageFacts) -> _RepoLookups:
+    """The lookups of `facts.repo_tags`, built once per tag listing: the gatherer hands every digest of a
+    repository the same tuple, and an audit judges a hundred digests against the same few hundred tags.
+    Keyed by the tuple's identity (TagFacts hold dicts, so they do not hash); each entry keeps its tuple
+    alive, so an id is never reused while remembered."""
+    repo_tags = facts.repo_tags
+    with _LOOKUPS_LOCK:
+        hit = _LOOKUPS.get(id(repo_tags))
+    if hit is not None and hit[0] is repo_tags:
+        return hit[1]
+    built = _RepoLookups.build(repo_tags)
+    with _LOOKUPS_LOCK:
+        if len(_LOOKUPS) >= _LOOKUPS_KEPT:
+            del _LOOKUPS[next(iter(_LOOKUPS))]
+        _LOOKUPS[id(repo_tags)] = (repo_tags, built)
+    return built
 
 
 def _no_latest(facts: ImageFacts, check: str) -> Finding:
@@ -79,28 +141,25 @@ def _no_latest(facts: ImageFacts, check: str) -> Finding:
 
 
 def _latest_is_highest(facts: ImageFacts) -> Finding:
-    tags = _image_tags(facts)
-    by_tag = {t.tag: t for t in tags}
-    by_digest = _tags_by_digest(tags)
+    repo = _lookups(facts)
+    by_tag, by_digest, top = repo.by_tag, repo.by_digest, repo.top
     latest = by_tag.get("latest")
     if latest is None:
         return _no_latest(facts, "latest_is_highest")
-    top = _semver.highest(by_tag)
     if top is None:
         return Finding(
             Verdict.FAIL,
-            f"latest_is_highest: no semver release tag (pre-releases aside) among the {len(tags)} tags of "
+            f"latest_is_highest: no semver release tag (pre-releases aside) among the {len(repo.tags)} tags of "
             f"{facts.repository}; push a release tag like v1.0.0, or use latest_is_newest for branch builds",
             details={"check": "latest_is_highest", "latest": latest.digest, "highest": None},
         )
-    top_digests = {by_tag[r.tag].digest for r in _semver.releases(by_tag) if r.version == top.version}
     details = {
         "check": "latest_is_highest",
         "latest": latest.digest,
         "highest": top.tag,
         "highest_digest": by_tag[top.tag].digest,
     }
-    if latest.digest in top_digests:
+    if latest.digest in repo.top_digests:
         return Finding(Verdict.PASS, f"latest → {short(latest.digest)}, the highest release {top.tag}", details=details)
     return Finding(
         Verdict.FAIL,
@@ -116,9 +175,8 @@ def _utc(value: datetime) -> datetime:
 
 
 def _latest_is_newest(facts: ImageFacts) -> Finding:
-    tags = _image_tags(facts)
-    by_digest = _tags_by_digest(tags)
-    latest = next((t for t in tags if t.tag == "latest"), None)
+    repo = _lookups(facts)
+    by_digest, latest = repo.by_digest, repo.first_latest
     if latest is None:
         return _no_latest(facts, "latest_is_newest")
     if latest.created is None:
@@ -129,7 +187,7 @@ def _latest_is_newest(facts: ImageFacts) -> Finding:
             details={"check": "latest_is_newest", "latest": latest.digest},
         )
     latest_at = _utc(latest.created)
-    newest_at, newest = max(((_utc(t.created), t) for t in tags if t.created is not None), key=lambda pair: pair[0])
+    newest_at, newest = repo.newest or (latest_at, latest)  # never None: latest itself has a `created`
     details = {
         "check": "latest_is_newest",
         "latest": latest.digest,
@@ -174,6 +232,7 @@ def _show(key: Hashable) -> str:
 
 
 def _consistent(facts: ImageFacts, config: Config, run: RunContext) -> Finding:
+    """`imgcheck verify`: the images of this digest's target (RunContext.images) are its release."""
     images = {**run.images, facts.name: facts}
     if len(images) < 2:
         return Finding(
@@ -181,6 +240,43 @@ def _consistent(facts: ImageFacts, config: Config, run: RunContext) -> Finding:
             f"{facts.name} is the only image of this run; nothing to compare",
             details={"check": "consistent_across_images"},
         )
+    return _compare(facts, config, images)
+
+
+def consistent_per_release(
+    facts: ImageFacts, config: Config, releases: Mapping[str, Mapping[str, ImageFacts]]
+) -> Finding:
+    """`imgcheck audit`: consistent_across_images for one digest, compared within each of its releases.
+
+    `releases`: each release tag on this digest -> the images (by policy name) whose digest carries
+    that tag, this one included. Releases with the same images compare the same thing, so they are
+    judged once (`v1.4.2` and `sha-3f2a9c1` usually name one build). One finding for the digest: it
+    fails when any of its releases disagrees, naming which; a digest no other image shares a release
+    with passes, as a single image does in verify.
+    """
+    judged: dict[frozenset[tuple[str, str]], list[str]] = {}
+    for tag, images in sorted(releases.items(), key=lambda item: (_semver.parse_release(item[0]) is None, item[0])):
+        members = {**images, facts.name: facts}
+        if len(members) > 1:
+            judged.setdefault(frozenset((n, i.digest) for n, i in members.items()), []).append(tag)
+    if not judged:
+        return Finding(
+            Verdict.PASS,
+            f"{facts.name} {facts.short_digest}: no other image carries its release tags "
+            f"({quoted(releases)}); nothing to compare",
+            details={"check": "consistent_across_images", "releases": {}},
+        )
+    found = [(tags, _compare(facts, config, {**releases[tags[0]], facts.name: facts})) for tags in judged.values()]
+    failed = [(tags, f) for tags, f in found if f.verdict is not Verdict.PASS]
+    message = "; ".join(f"release {' = '.join(tags)}: {f.message}" for tags, f in failed or found)
+    per_release = {tag: {k: v for k, v in f.details.items() if k != "check"} for tags, f in found for tag in tags}
+    verdict = Verdict.FAIL if failed else Verdict.PASS
+    return Finding(verdict, message, details={"check": "consistent_across_images", "releases": per_release})
+
+
+def _compare(facts: ImageFacts, config: Config, images: Mapping[str, ImageFacts]) -> Finding:
+    """Whether `images` (this one among them) agree on their release: by semver tag when any carries
+    one, else by the build tags the policy requires, else by the revision label."""
     if any(_semver.releases(tags_of(i)) for i in images.values()):
         mode, what = "semver", "release tag"
     elif config.required and any(_release_key(i, config, "tags") for i in images.values()):
@@ -231,7 +327,7 @@ def describe(config: Config) -> str:
     if config.latest_is_newest:
         parts.append("latest is the newest build by created")
     if config.consistent_across_images:
-        parts.append("every image of the run carries the same release")
+        parts.append("the images of each release agree on it (verify: one target; audit: one release tag)")
     return "; ".join(parts) if parts else "no tag checks"
 
 
