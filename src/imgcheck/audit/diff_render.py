@@ -12,6 +12,8 @@ from imgcheck.audit.render_markdown import human_size
 from imgcheck.checks.interface import VerifyOptions
 from imgcheck.errors import UsageError
 from imgcheck.policy.model import Policy
+from imgcheck.report.markdown import escape_cell
+from imgcheck.report.text import one_line
 
 FORMATS = ("table", "json", "markdown")
 
@@ -111,15 +113,23 @@ def render_table(report: DiffReport) -> str:
         lines.append("")
         lines.append(f"{i.name}  {(i.old_digest or '?')[7:19]} → {(i.new_digest or '?')[7:19]}")
         lines.extend(_image_lines(i, "  "))
-    return "\n".join(lines) + "\n"
+    return "\n".join(one_line(line) for line in lines) + "\n"
 
 
 def render_markdown(report: DiffReport) -> str:
     lines = [f"# imgcheck diff `{report.old}` → `{report.new}`"]
     for i in report.images:
         lines += ["", f"## {i.name}", "", f"`{i.old_reference}` → `{i.new_reference}`", ""]
-        lines.extend(_image_lines(i, "- "))
+        lines.extend(_markdown_safe(line, "- ") for line in _image_lines(i, "- "))
     return "\n".join(lines) + "\n"
+
+
+def _markdown_safe(line: str, bullet: str) -> str:
+    """The text after the bullet escaped: label values and env names come from the images, and a
+    reviewer reads this rendered (no HTML, no emphasis, controls shown as `\\xNN`)."""
+    rest = line[len(bullet) :]
+    text = rest.lstrip(" ")
+    return bullet + rest[: len(rest) - len(text)] + escape_cell(text)
 
 
 def render(report: DiffReport, fmt: str) -> str:

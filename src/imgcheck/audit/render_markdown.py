@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from imgcheck.audit.model import AuditReport, Release
+from imgcheck.report.markdown import escape_cell
 from imgcheck.verdict import Verdict
 
 _ICON = {"pass": "✅", "fail": "❌", "error": "⛔", "warn": "⚠️", "skip": "➖", "info": "ℹ️"}
 
 
 def cell(text: object) -> str:
-    """A table cell: pipes escaped, newlines folded, long messages cut."""
-    value = str(text).replace("|", "\\|").replace("\n", " ")
-    return value if len(value) <= 300 else value[:297] + "…"
+    """A table cell, escaped like verify's Markdown (no HTML, no emphasis, no column breaks, controls shown
+    as `\\xNN`): the nightly job posts this as an issue, and messages quote registry data. Long ones are cut."""
+    value = " ".join(str(text).split())
+    return escape_cell(value if len(value) <= 300 else value[:297] + "…")
 
 
 def human_size(size: int | None) -> str:
