@@ -107,6 +107,34 @@ def test_basic_auth_from_docker_config(
     assert json.loads(config)["repo"] == "team/app"
 
 
+def test_basic_auth_is_learnt_once_under_concurrent_first_requests(
+    basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several requests refused together before Basic auth is known (the gatherer lists tags while it
+    resolves the image): each retries with the credentials; none calls them refused."""
+    monkeypatch.setenv(
+        "DOCKER_CONFIG", str(write_docker_config(tmp_path, basic_auths(basic_registry.host, USER, PASSWORD)))
+    )
+    start = threading.Barrier(6)
+    results: list[object] = []
+
+    def first_request() -> None:
+        start.wait()
+        try:
+            results.append(client.resolve(Reference(basic_registry.host, "team/app", tag="v1")).digest)
+        except RegistryError as err:
+            results.append(err)
+
+    for _ in range(3):
+        with RegistryClient(env={}) as client:
+            threads = [threading.Thread(target=first_request) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    assert len(results) == 18 and all(isinstance(r, str) and r.startswith("sha256:") for r in results), results
+
+
 def test_anonymous_is_told_to_log_in(
     basic_registry: RegistryServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -90,8 +91,10 @@ class Authenticator:
         creds = self._credentials.get(registry) if basic else None
         return {"Authorization": basic_header(creds)} if creds else {}
 
-    def answer(self, registry: str, scope: str, header: str | None) -> bool:
-        """React to a 401: True when there is something new to retry with."""
+    def answer(self, registry: str, scope: str, header: str | None, *, sent: Mapping[str, str] | None = None) -> bool:
+        """React to a 401: True when there is something new to retry with. `sent` is the refused request's
+        headers: under concurrency another request may have learnt of Basic auth first, so only a request
+        that itself carried the credentials proves them refused."""
         challenge = parse_challenge(header)
         if challenge is None:
             return False
@@ -100,8 +103,9 @@ class Authenticator:
             if creds is None or not (creds.username or creds.password):
                 return False
             with self._lock:
-                if registry in self._basic:
-                    return False  # already sent and refused
+                carried = sent.get("Authorization", "").startswith("Basic ") if sent is not None else None
+                if carried or (carried is None and registry in self._basic):
+                    return False  # these credentials were sent and refused
                 self._basic.add(registry)
             return True
         with self._lock:

@@ -1,7 +1,8 @@
 """The registry client imgcheck trusts: every manifest and blob read is sha256-verified and size-capped.
 
-Written on requests rather than oras-py because oras-py 0.2.x verifies no digest, has no referrers
-API, no timeouts, and keeps one bearer token per client (a second repository gets 401).
+Written on the standard library's http.client (transport.py) rather than oras-py, because oras-py 0.2.x
+verifies no digest, has no referrers API, no timeouts, and keeps one bearer token per client (a second
+repository gets 401).
 """
 
 from __future__ import annotations
@@ -362,7 +363,7 @@ class RegistryClient:
             reply = self._transport.fetch("GET", target, headers=headers, max_bytes=max_bytes, what=what)
             if reply.status != 401 or attempt == 1:
                 return reply
-            if not self._auth.answer(registry, scope, reply.headers.get("WWW-Authenticate")):
+            if not self._auth.answer(registry, scope, reply.headers.get("WWW-Authenticate"), sent=headers):
                 return reply
         raise AssertionError("unreachable")
 

@@ -2,31 +2,44 @@
 
 Kept apart from the API (client.py) and credentials (auth.py) so each can be read on its own.
 Nothing here knows about manifests; it moves bytes and refuses to move too many or wait too long.
+
+Built on http.client rather than requests: importing requests cost ~45 ms of a CLI run and each
+request ~0.5 ms. Connections are kept alive per (scheme, host, port) (connections.py); forward
+proxies come from the environment (proxy.py); ~/.netrc is never read and no credential is added
+here: Authorization comes only from the caller's headers.
+
+Content codings: requests are sent with `Accept-Encoding: identity` (RFC 9110 says a request
+without the header accepts any coding), and a success answered in any other coding is refused,
+not decoded: digests are checked over exactly the bytes the registry stores and sends.
 """
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urljoin, urlsplit
-
-import requests
-import urllib3
-from requests.structures import CaseInsensitiveDict
+from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
 from imgcheck.errors import RegistryError
+from imgcheck.registry.connections import ConnectionPool, Lease
+from imgcheck.registry.proxy import Proxy, ProxySettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 ERROR_BODY_BYTES = 64 * 1024
 MAX_REDIRECTS = 5
+USER_AGENT = "imgcheck"
 _CHUNK = 64 * 1024
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+"""What requests left unquoted in a URL: existing %-escapes stay, spaces and non-ASCII are escaped."""
+_STALE = (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError, ssl.SSLZeroReturnError)
+"""How a kept-alive connection the server closed meanwhile fails (RemoteDisconnected is a reset)."""
 
 # Docker Hub's API lives on a different host than its reference name.
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
@@ -55,6 +68,41 @@ def api_host(registry: str) -> str:
     return _API_HOSTS.get(registry, registry)
 
 
+class Headers(Mapping[str, str]):
+    """Response headers, case-insensitive; a repeated header's values joined by ", " (RFC 9110 §5.3)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
+        fields: dict[str, tuple[str, str]] = {}
+        for name, value in pairs:
+            key = name.lower()
+            if key in fields:
+                fields[key] = (fields[key][0], f"{fields[key][1]}, {value}")
+            else:
+                fields[key] = (name, value)
+        self._fields = fields
+
+    def __getitem__(self, name: str) -> str:
+        return self._fields[name.lower()][1]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        found = self._fields.get(name.lower())
+        return found[1] if found is not None else default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _value in self._fields.values())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self._fields.values())!r})"
+
+
 @dataclass(frozen=True)
 class Reply:
     """A response whose body was read (and capped) inside the retry loop."""
@@ -65,13 +113,6 @@ class Reply:
     url: str
 
 
-class _NoAuth(requests.auth.AuthBase):
-    """Set as the session's auth so requests never adds ~/.netrc credentials behind our back."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
-
-
 class _Retryable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -79,7 +120,7 @@ class _Retryable(Exception):
 
 
 class Transport:
-    """One requests session for a run, with a deadline shared by every request it makes."""
+    """The HTTP side of one run: kept-alive connections and a deadline shared by every request."""
 
     def __init__(
         self,
@@ -102,9 +143,8 @@ class Transport:
         self.backoff = backoff
         self.retry_after_cap = retry_after_cap
         self._progress = progress
-        self.session = requests.Session()
-        self.session.auth = _NoAuth()
-        self.session.headers["User-Agent"] = "imgcheck"
+        self._pool = ConnectionPool()
+        self._proxies = ProxySettings()
 
     def note(self, message: str) -> None:
         if self._progress is not None:
@@ -119,10 +159,15 @@ class Transport:
         return parts.scheme == "https" or self.insecure or is_loopback(parts.netloc)
 
     def close(self) -> None:
-        self.session.close()
+        self._pool.close()
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this transport has made (for tests and --verbose: keep-alive keeps it low)."""
+        return self._pool.opened
 
     def fetch(
         self,
@@ -137,9 +182,10 @@ class Transport:
         """Send with retries on 429/5xx/resets/truncation; the final reply is returned whatever its status.
 
         A 2xx body over `max_bytes` raises at once (not retried: a registry that serves too much
-        will do it again). Error bodies are kept to their first 64 KiB.
+        will do it again). Error bodies are kept to their first 64 KiB. `data` is sent as an
+        urlencoded form (token endpoints).
         """
-        host = urlsplit(url).netloc
+        host = _display(urlsplit(url))
         last_problem = ""
         for attempt in range(self.max_attempts):
             final = attempt == self.max_attempts - 1
@@ -198,47 +244,131 @@ class Transport:
     ) -> Reply:
         """One attempt: follow redirects by hand, dropping Authorization when the host changes."""
         origin = urlsplit(url).netloc
-        send_headers = dict(headers)
+        send_headers = {"User-Agent": USER_AGENT, **headers}
         for _hop in range(MAX_REDIRECTS + 1):
-            host = urlsplit(url).netloc
-            timeouts = self._timeouts(what, host)
+            parts = urlsplit(url)
+            host = _display(parts)
+            body = None
+            if data is not None:
+                body = urlencode(data).encode()
+                send_headers["Content-Type"] = "application/x-www-form-urlencoded"
+            lease, resp = self._exchange(method, parts, send_headers, body, what)
+            reusable = False
             try:
-                resp = self.session.request(
-                    method,
-                    url,
-                    headers=send_headers,
-                    data=data,
-                    timeout=timeouts,
-                    stream=True,
-                    allow_redirects=False,
-                )
-            except requests.RequestException as exc:
-                raise _classify(exc, what, host) from None
-            with resp:
-                if resp.is_redirect or resp.status_code in (301, 302, 303, 307, 308):
-                    location = resp.headers.get("Location")
-                    if not location:
-                        raise RegistryError(f"{what}: {host} redirected ({resp.status_code}) without a Location")
-                    url = urljoin(url, location)
-                    if not self.allows_plain_http(url):
-                        raise RegistryError(
-                            f"{what}: {host} redirected to plain-HTTP {urlsplit(url).netloc}; refusing",
-                            hint="use --insecure only if you trust that network",
-                        )
+                if resp.status in _REDIRECTS:
+                    location = resp.getheader("Location")
+                    reusable = self._drain(resp, method)
+                    url = self._redirect_target(url, location, resp.status, what)
                     if urlsplit(url).netloc != origin:
                         send_headers = {k: v for k, v in send_headers.items() if k.lower() != "authorization"}
-                    if resp.status_code == 303:
+                    if resp.status == 303:
                         method, data = "GET", None
+                        send_headers.pop("Content-Type", None)
                     continue
-                ok = 200 <= resp.status_code < 300
-                body = self._read(resp, max_bytes if ok else ERROR_BODY_BYTES, what, host, strict=ok)
-                return Reply(resp.status_code, CaseInsensitiveDict(resp.headers), body, url)
+                if resp.status == 407 and lease.proxy is not None:
+                    raise _proxy_auth_error(what, lease.proxy)
+                reply_headers = Headers(resp.getheaders())
+                ok = 200 <= resp.status < 300
+                if ok:
+                    _refuse_content_coding(reply_headers, what, host)
+                data_read = self._read(resp, method, max_bytes if ok else ERROR_BODY_BYTES, what, host, strict=ok)
+                reusable = _fully_read(resp)
+                return Reply(resp.status, reply_headers, data_read, url)
+            finally:
+                resp.close()
+                if reusable:
+                    self._pool.give_back(lease)
+                else:
+                    lease.conn.close()
         raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects from {origin}")
 
-    def _read(self, resp: requests.Response, cap: int, what: str, host: str, *, strict: bool) -> bytes:
-        if resp.status_code in (204, 304) or (resp.request is not None and resp.request.method == "HEAD"):
+    def _redirect_target(self, url: str, location: str | None, status: int, what: str) -> str:
+        host = _display(urlsplit(url))
+        if not location:
+            raise RegistryError(f"{what}: {host} redirected ({status}) without a Location")
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https"):
+            raise RegistryError(f"{what}: {host} redirected to a URL that is not http(s); refusing")
+        if not self.allows_plain_http(target):
+            raise RegistryError(
+                f"{what}: {host} redirected to plain-HTTP {_display(parts)}; refusing",
+                hint="use --insecure only if you trust that network",
+            )
+        return target
+
+    def _exchange(
+        self, method: str, parts: SplitResult, headers: Mapping[str, str], body: bytes | None, what: str
+    ) -> tuple[Lease, http.client.HTTPResponse]:
+        """Send the request and read the status and headers; a stale kept-alive connection is retried once."""
+        host = _display(parts)
+        if parts.scheme not in ("http", "https"):
+            raise RegistryError(f"{what}: {parts.scheme or 'no'} scheme in the URL for {host}; need http(s)")
+        try:
+            hostname, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            hostname, port = None, 0
+        if not hostname:
+            raise RegistryError(f"{what}: the URL for {host} has no usable host and port")
+        proxy = None if is_loopback(parts.netloc) else self._proxies.for_url(parts.scheme, parts.netloc)
+        target = quote(parts.path or "/", safe=_URL_SAFE) + (
+            "?" + quote(parts.query, safe=_URL_SAFE) if parts.query else ""
+        )
+        send = dict(headers)
+        if proxy is not None and parts.scheme == "http":
+            target = f"http://{parts.netloc.rpartition('@')[2]}{target}"  # absolute URI: the proxy forwards it
+            if proxy.authorization:
+                send["Proxy-Authorization"] = proxy.authorization
+        fresh = False
+        while True:
+            connect_timeout, read_timeout = self._timeouts(what, host)
+            lease = self._pool.lease(parts.scheme, hostname, port, proxy, fresh=fresh)
+            if not lease.reused:
+                self._connect(lease, connect_timeout, what, host)
+            try:
+                if lease.conn.sock is not None:  # connect's timeout was for connecting; reads get their own
+                    lease.conn.sock.settimeout(read_timeout)
+                lease.conn.request(method, target, body=body, headers=send)
+                return lease, lease.conn.getresponse()
+            except _STALE as exc:
+                lease.conn.close()
+                if lease.reused:  # the server closed it while idle: not this attempt's fault
+                    fresh = True
+                    continue
+                raise _Retryable(f"connection problem ({type(exc).__name__})") from None
+            except TimeoutError:
+                lease.conn.close()
+                raise _Retryable("read timed out") from None
+            except (OSError, http.client.HTTPException) as exc:
+                lease.conn.close()
+                raise _Retryable(f"connection problem ({type(exc).__name__})") from None
+            except (ValueError, UnicodeError):  # control characters in a header or URL (a hostile token?)
+                lease.conn.close()
+                raise RegistryError(
+                    f"{what}: the request to {host} would not be valid HTTP (forbidden characters in a header or URL)"
+                ) from None
+
+    def _connect(self, lease: Lease, timeout: float, what: str, host: str) -> None:
+        try:
+            self._pool.connect(lease, timeout)
+        except Exception as exc:
+            lease.conn.close()
+            raise _connect_error(exc, what, host, lease.proxy) from None
+
+    def _drain(self, resp: http.client.HTTPResponse, method: str) -> bool:
+        """Read a redirect's (small) body so its connection can be reused; False if it was not all read."""
+        try:
+            self._read(resp, method, ERROR_BODY_BYTES, "redirect", "", strict=False)
+        except (_Retryable, RegistryError):
+            return False
+        return _fully_read(resp)
+
+    def _read(
+        self, resp: http.client.HTTPResponse, method: str, cap: int, what: str, host: str, *, strict: bool
+    ) -> bytes:
+        if resp.status in (204, 304) or method == "HEAD":
             return b""  # no body by definition (RFC 9110), whatever Content-Length says
-        declared = resp.headers.get("Content-Length")
+        declared = resp.getheader("Content-Length")
         expected = int(declared) if declared and declared.isdigit() else None
         if strict and expected is not None and expected > cap:
             raise RegistryError(
@@ -248,7 +378,9 @@ class Transport:
         chunks: list[bytes] = []
         total = 0
         try:
-            for chunk in _body_chunks(resp):
+            # read1 returns whatever has arrived, so a registry that trickles one byte at a time cannot
+            # keep a 64 KiB read (and so the deadline check between reads) waiting for hours.
+            while chunk := resp.read1(_CHUNK):
                 total += len(chunk)
                 if total > cap:
                     if strict:
@@ -264,22 +396,80 @@ class Transport:
                         f"{what}: {host} was still sending when the {self.timeout:g} s deadline passed",
                         hint=f"check that {host} is healthy, or raise the timeout",
                     )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (http.client.HTTPException, OSError) as exc:
             raise _Retryable(f"body cut short after {total} bytes ({type(exc).__name__})") from None
         if expected is not None and total != expected:
             raise _Retryable(f"body cut short: {total} of {expected} bytes")
         return b"".join(chunks)
 
 
-def _body_chunks(resp: requests.Response) -> Iterator[bytes]:
-    """The body as it arrives: `read1` returns whatever is there, so a registry that trickles one byte
-    at a time cannot keep a 64 KiB read (and so the deadline check between reads) waiting for hours."""
-    raw = resp.raw
-    if not hasattr(raw, "read1"):  # urllib3 < 2.3
-        yield from resp.iter_content(_CHUNK)
-        return
-    while chunk := raw.read1(_CHUNK, decode_content=True):
-        yield chunk
+def _display(parts: SplitResult) -> str:
+    """`host[:port]` for messages, without any user:password a URL may carry."""
+    return parts.netloc.rpartition("@")[2]
+
+
+def _fully_read(resp: http.client.HTTPResponse) -> bool:
+    """The response ended where HTTP says it ends, and the server keeps the connection open."""
+    return not resp.will_close and (resp.isclosed() or resp.length == 0)
+
+
+def _refuse_content_coding(headers: Headers, what: str, host: str) -> None:
+    coding = (headers.get("Content-Encoding") or "").strip().lower()
+    if coding not in ("", "identity"):
+        raise RegistryError(
+            f"{what}: {host} sent the content {coding}-encoded although only identity was accepted",
+            hint="a digest cannot be checked over re-encoded bytes; check any proxy or CDN in between",
+        )
+
+
+def _proxy_auth_error(what: str, proxy: Proxy) -> RegistryError:
+    said = "refused the credentials in the proxy URL" if proxy.authorization else "asks for credentials"
+    return RegistryError(
+        f"{what}: proxy {proxy.address} {said} (HTTP 407)",
+        hint="put them in the proxy variable as http://user:password@host:port",
+        status=407,
+    )
+
+
+def _connect_error(exc: Exception, what: str, host: str, proxy: Proxy | None) -> Exception:
+    """Connection problems that retrying cannot fix become a one-line RegistryError; others retry."""
+    if isinstance(exc, RegistryError):  # an unreadable CA bundle
+        return exc
+    peer = f"proxy {proxy.address}" if proxy is not None else host
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or type(exc).__name__
+        return RegistryError(
+            f"{what}: TLS handshake with {host} failed ({reason})",
+            hint="check the registry's certificate; for a private CA set SSL_CERT_FILE "
+            "(or REQUESTS_CA_BUNDLE) to its PEM bundle",
+        )
+    if isinstance(exc, socket.gaierror):
+        name = f"proxy host {proxy.host}" if proxy is not None else f"host {split_host(host)}"
+        return RegistryError(
+            f"{what}: cannot resolve {name}",
+            hint="check the registry name in the policy or --registry, and DNS"
+            if proxy is None
+            else "check the HTTPS_PROXY / HTTP_PROXY setting, and DNS",
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return RegistryError(
+            f"{what}: connection to {peer} refused",
+            hint="check that the registry is running and the host and port are right"
+            if proxy is None
+            else "check that the proxy is running and HTTPS_PROXY / HTTP_PROXY name it right",
+        )
+    if isinstance(exc, TimeoutError):
+        return _Retryable("connect timed out")
+    if isinstance(exc, UnicodeError):
+        return RegistryError(f"{what}: {host} is not a valid host name")
+    if proxy is not None and str(exc).startswith("Tunnel connection failed:"):
+        status = str(exc).removeprefix("Tunnel connection failed:").strip()
+        if status.startswith("407"):
+            return _proxy_auth_error(what, proxy)
+        if status[:1] == "5":
+            return _Retryable(f"proxy {proxy.address} could not reach {host}: {status}")
+        return RegistryError(f"{what}: proxy {proxy.address} refused the tunnel to {host} ({status})")
+    return _Retryable(f"connection problem ({type(exc).__name__})")
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -293,42 +483,3 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """Every exception reachable from a requests error (urllib3 hides the cause in `reason`/args)."""
-    seen: list[BaseException] = []
-    todo: list[Any] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or any(item is s for s in seen):
-            continue
-        seen.append(item)
-        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
-    return seen
-
-
-def _classify(exc: requests.RequestException, what: str, host: str) -> Exception:
-    """Connection problems that retrying cannot fix become a one-line RegistryError; others retry."""
-    chain = _chain(exc)
-    names = {type(e).__name__ for e in chain}
-    if any(isinstance(e, ssl.SSLError) for e in chain) or isinstance(exc, requests.exceptions.SSLError):
-        return RegistryError(
-            f"{what}: TLS handshake with {host} failed",
-            hint="check the registry's certificate and the system CA bundle (REQUESTS_CA_BUNDLE)",
-        )
-    if any(isinstance(e, socket.gaierror) for e in chain) or "NameResolutionError" in names:
-        return RegistryError(
-            f"{what}: cannot resolve host {split_host(host)}",
-            hint="check the registry name in the policy or --registry, and DNS",
-        )
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return RegistryError(
-            f"{what}: connection to {host} refused",
-            hint="check that the registry is running and the host and port are right",
-        )
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _Retryable("connect timed out")
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return _Retryable("read timed out")
-    return _Retryable(f"connection problem ({type(exc).__name__})")
