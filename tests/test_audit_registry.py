@@ -129,7 +129,9 @@ def test_audit_finds_drift_between_runs_and_keeps_history(
 
     code, first = audit_json(h, db)
     assert code == 0, [
-        (r["image"], r["tags"], r["verdict"], r["checks"]) for r in first["releases"] if r["verdict"] != "pass"
+        (r["image"], r["tags"], r["verdict"], r.get("error"), r["checks"])
+        for r in first["releases"]
+        if r["verdict"] != "pass"
     ]
     assert first["schema"] == "imgcheck.audit/v1"
     assert first["drift_checked"] and first["previous_run"] is None and first["drift"] == []

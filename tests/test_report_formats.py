@@ -394,3 +394,51 @@ def real_report(registry: Any, pusher: Any, tmp_path_factory: pytest.TempPathFac
     policy = load_policy(folder / "imgcheck.yaml")
     options = VerifyOptions(registry_override=registry.host, no_smoke=True, policy_dir=folder, timeout=60)
     return verify(policy, ["latest"], options)
+
+
+def plain_rows(text: str) -> list[list[str]]:
+    """Rows of the plain table split on its column gaps (two or more spaces), header and summary dropped."""
+    lines = text.rstrip("\n").split("\n")
+    assert lines[0].split() == ["image", "digest", "rule", "verdict", "message"]
+    return [re.split(r" {2,}", line, maxsplit=4) for line in lines[1:-1]]
+
+
+def test_plain_table_has_one_greppable_line_per_check() -> None:
+    from imgcheck.report.table import render
+
+    report = sample_report()
+    text = render(report)  # not a terminal: plain columns
+    rows = plain_rows(text)
+    expected = [(i.name, c.rule, c.verdict.value) for i in report.images for c in i.checks]
+    expected.append(("query-engine", "-", "error"))
+    assert [(r[0], r[2].split(" (")[0], r[3]) for r in rows] == expected
+    assert all(line.startswith(("producer ", "consumer ", "query-engine ")) for line in text.splitlines()[1:-1])
+    assert LONG in text  # the message is never folded or cut, however long
+    assert text.splitlines()[-1] == "ERROR: 3 image(s), 4 pass, 1 warn, 1 skip, 2 fail, 1 error"
+    assert not set(text) & set("│┃━─")
+
+
+def test_plain_table_escapes_terminal_controls_from_registry_data() -> None:
+    from imgcheck.report.table import render
+
+    text = render(sample_report())
+    assert "\x1b" not in text
+    assert "\\x1b[31mred\\x1b[0m" in text  # shown, not obeyed
+    tricky = next(r for r in plain_rows(text) if "alert(1)" in r[-1])
+    assert tricky[-1].startswith("expected a | b found 50%")  # the newline did not break the row
+
+
+def test_terminal_table_is_rich_and_strips_controls() -> None:
+    from imgcheck.report.table import render
+
+    text = render(sample_report(), color=False, width=200, terminal=True)
+    assert "┃" in text and "\x1b" not in text
+    assert text.rstrip().splitlines()[-1] == "ERROR: 3 image(s), 4 pass, 1 warn, 1 skip, 2 fail, 1 error"
+
+
+def test_terminal_table_prints_markup_in_messages_literally() -> None:
+    from imgcheck.report.table import render
+
+    report = sample_report(message="label says [bold red]ok[/bold red]")
+    text = render(report, color=False, width=200, terminal=True)
+    assert "[bold red]ok[/bold red]" in text

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imgcheck import __version__
-from imgcheck.checks import RULE_ORDER, all_rules
+from imgcheck.checks import RULE_MODULES, RULE_ORDER, load_rules
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
 from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts
-from imgcheck.gather import Gatherer
+from imgcheck.gather import Gatherer, parallel_map
 from imgcheck.policy.model import ImageSpec, Policy
 from imgcheck.registry.client import RegistryClient
 from imgcheck.registry.reference import Reference, is_tag, looks_like_reference, parse_reference
@@ -24,6 +24,8 @@ from imgcheck.report.model import CheckResult, ImageResult, Report
 from imgcheck.verdict import Verdict
 
 Progress = Callable[[str], None]
+GATHER_WORKERS = 4
+"""Images of different repositories are read concurrently: each read is a few round trips, no bytes."""
 COLLECT_FIRST = ("smoke",)
 """Rules whose evidence others read: the smoke pull measures the uncompressed sizes `size` judges."""
 _NO_RULES = (
@@ -144,10 +146,11 @@ def verify(
     say = progress or (lambda _m: None)
     started = now or datetime.now(UTC)
     planned = plan_targets(policy, targets, options)
-    rules = all_rules()
-    unknown = {r for t in planned for r in t.rules if r not in rules}
+    named = {r for t in planned for r in t.rules}
+    unknown = named - RULE_MODULES.keys()
     if unknown:
         raise UsageError(f"policy names rules this imgcheck does not know: {', '.join(sorted(unknown))}")
+    rules = load_rules(named)  # only these rule modules load: a metadata run never imports the engine
     own_client = client is None
     registry = client or RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=say)
     try:
@@ -175,23 +178,45 @@ def _gather_all(
     options: VerifyOptions,
     say: Progress,
 ) -> list[_Planned]:
-    """Resolve each target once and read its facts; one image that cannot be read does not stop the rest."""
+    """Resolve each target once and read its facts; one image that cannot be read does not stop the rest.
+
+    Repositories are read concurrently, but the targets of one repository stay on one worker, in plan
+    order: they share its tag listing and the Gatherer's per-repository caches, so nothing is read twice
+    and no cache entry is written by two threads. Results keep the plan's order."""
     gatherer = Gatherer(registry, say)
-    items = []
-    for target in planned:
-        item = _Planned(target)
-        need_tags = any(rules[r].needs_tags for r in target.rules)
-        try:
-            item.facts = gatherer.gather(
-                target.name, target.reference, need_tags=need_tags, platform_filter=options.platform
-            )
-        except ImgcheckError as err:
-            say(f"{target.name}: could not verify: {err}")
-            item.error = str(err)
-        except Exception as err:  # one image's bug must not hide the others' verdicts
-            item.error = f"internal error reading facts: {type(err).__name__}: {err}"
-        items.append(item)
+    items = [_Planned(target) for target in planned]
+    by_repository: dict[tuple[str, str], list[_Planned]] = {}
+    for item in items:
+        ref = item.target.reference
+        by_repository.setdefault((ref.registry, ref.repository), []).append(item)
+
+    def gather_repository(group: list[_Planned]) -> None:
+        for item in group:
+            _gather_one(gatherer, item, rules, options, say)
+
+    parallel_map(gather_repository, list(by_repository.values()), GATHER_WORKERS)
     return items
+
+
+def _gather_one(
+    gatherer: Gatherer,
+    item: _Planned,
+    rules: Mapping[str, RuleSpec],  # type: ignore[type-arg]
+    options: VerifyOptions,
+    say: Progress,
+) -> None:
+    """One target's facts, or the reason it has none (that image's error, never the run's)."""
+    target = item.target
+    need_tags = any(rules[r].needs_tags for r in target.rules)
+    try:
+        item.facts = gatherer.gather(
+            target.name, target.reference, need_tags=need_tags, platform_filter=options.platform
+        )
+    except ImgcheckError as err:
+        say(f"{target.name}: could not verify: {err}")
+        item.error = str(err)
+    except Exception as err:  # one image's bug must not hide the others' verdicts
+        item.error = f"internal error reading facts: {type(err).__name__}: {err}"
 
 
 def _collect_all(item: _Planned, rules: Mapping[str, RuleSpec], ctx: CollectContext) -> None:  # type: ignore[type-arg]

@@ -6,14 +6,16 @@ What can change between nights is never cached across runs: tag lists, what a ta
 referrers and cosign attachment tags. Within one run, the tags listed and resolved at the start are
 pinned, so every rule sees the same snapshot and 300 tags are not resolved once per digest.
 
-The store is an SQLite connection, usable on the thread that opened it only: methods that may run on
-a worker thread (`find_manifest`, `revalidate_tag` for the snapshot) touch memory and the network only.
+The gatherer reads tags, manifests and configs on worker threads: the store serialises its own access
+(one lock around each statement and transaction), the in-memory maps hold immutable values, and the
+read counter is guarded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +45,7 @@ class CachingClient(RegistryClient):
         self._pinned: dict[tuple[str, str, str], str] = {}
         self.network_reads = 0
         """Manifests and blobs read from the registry by digest (what the cache saves)."""
+        self._count_lock = threading.Lock()
 
     # --- the run's snapshot ----------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class CachingClient(RegistryClient):
         if cached is not None:
             return cached
         manifest = super().get_manifest(registry, repository, digest)
-        self.network_reads += 1
+        self._count_read()
         self.remember(manifest)
         return manifest
 
@@ -127,12 +130,16 @@ class CachingClient(RegistryClient):
             self._blobs[digest] = cached
             return cached
         body = super().get_blob(registry, repository, digest, max_bytes=max_bytes)
-        self.network_reads += 1
+        self._count_read()
         if len(body) <= MAX_CACHED_BLOB:
             self._blobs[digest] = body
             if self._store is not None:
                 self._store.put_blob(digest, "blob", body)
         return body
+
+    def _count_read(self) -> None:
+        with self._count_lock:
+            self.network_reads += 1
 
     def _from_store_manifest(self, digest: str) -> Manifest | None:
         if self._store is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ class HistoryStore:
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
         self.path = path
         self._conn = conn
+        self._lock = threading.RLock()
+        """One statement or transaction at a time: the gatherer's worker threads read and write the
+        content cache while the run's thread records verdicts (a transaction is never split)."""
 
     @classmethod
     def open(cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT) -> HistoryStore:
@@ -95,7 +99,7 @@ class HistoryStore:
         except OSError as err:
             raise InputError(f"cannot create the folder of history database {path}: {err.strerror or err}") from None
         try:
-            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+            conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
             raise _history_error(path, err) from None
         store = cls(path, conn)
@@ -142,17 +146,21 @@ class HistoryStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
-    def _guard(self) -> _Guard:
-        return _Guard(self.path)
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        """The store's lock, and sqlite3 errors as one-line InputErrors that name the file."""
+        with self._lock, _Guard(self.path):
+            yield
 
     # --- runs ----------------------------------------------------------------------------------------
 

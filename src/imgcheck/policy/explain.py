@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from imgcheck.checks import all_rules
+from imgcheck.checks import load_rules
 from imgcheck.checks.interface import RuleConfig
 from imgcheck.policy.model import Policy
 from imgcheck.policy.types import ByteSize, Percent, format_duration
@@ -20,7 +20,7 @@ from imgcheck.policy.types import ByteSize, Percent, format_duration
 
 def explain(policy: Policy) -> list[str]:
     """One header line, then per image its reference and one line per rule it checks."""
-    specs = all_rules()
+    specs = load_rules({rule_id for image in policy.images for rule_id in image.rules})
     count = len(policy.images)
     lines = [
         f"{policy.path}: policy version {policy.version}, {count} image{'s' if count != 1 else ''}, "

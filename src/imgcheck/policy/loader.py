@@ -8,15 +8,17 @@ defaults key by key. Every error names file, line, key path, what is wrong and w
 from __future__ import annotations
 
 import re
-from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from imgcheck.checks import all_rules
+from imgcheck.checks import RULE_ORDER, load_rule
 from imgcheck.checks.interface import RuleConfig
-from imgcheck.policy.explain import explain
 from imgcheck.policy.fields import parse_dataclass
 from imgcheck.policy.model import ImageSpec, Policy
 from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, did_you_mean, fail, kind, read_tree, show
+
+if TYPE_CHECKING:
+    from imgcheck.policy.explain import explain
 
 __all__ = ["default_policy_path", "explain", "load_policy"]
 
@@ -32,11 +34,22 @@ _REGISTRY_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
+def __getattr__(name: str) -> Any:
+    """`explain` is re-exported lazily: only `policy validate` needs it, not every verify."""
+    if name == "explain":
+        from imgcheck.policy.explain import explain
+
+        return explain
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def default_policy_path(cwd: Path) -> Path:
     """`./imgcheck.yaml` if present, else the bundled k2 policy."""
     local = cwd / "imgcheck.yaml"
     if local.is_file():
         return local
+    from importlib.resources import files  # ~2 ms of imports that only the bundled policy needs
+
     return Path(str(files("imgcheck") / "policies" / "k2.yaml"))
 
 
@@ -99,10 +112,9 @@ def _rule_table(node: Node | None) -> dict[str, Node]:
         return {}
     if not isinstance(node, Map):
         fail(node.loc, f"expected a mapping of rule ids to settings, got {kind(node)}")
-    known = all_rules()
     for rule_id, value in node.entries.items():
-        if rule_id not in known:
-            fail(value.loc, "unknown rule", f"known: {', '.join(known)}")
+        if rule_id not in RULE_ORDER:
+            fail(value.loc, "unknown rule", f"known: {', '.join(RULE_ORDER)}")
         if isinstance(value, Seq) or (
             isinstance(value, Scalar) and value.value is not None and not isinstance(value.value, bool)
         ):
@@ -156,12 +168,13 @@ def _image(node: Node, registry: str, defaults: dict[str, Node]) -> ImageSpec:
 
 
 def _effective_rules(defaults: dict[str, Node], overrides: dict[str, Node]) -> dict[str, RuleConfig]:
-    """Merge the image's rules over the defaults key by key, then parse, in report order."""
+    """Merge the image's rules over the defaults key by key, then parse, in report order.
+    Only the rules named here are imported: their config classes say what their keys are."""
     rules: dict[str, RuleConfig] = {}
-    for rule_id, spec in all_rules().items():
+    for rule_id in RULE_ORDER:
         merged = _merge(defaults.get(rule_id), overrides.get(rule_id))
         if merged is not None:
-            rules[rule_id] = parse_dataclass(spec.config, merged)
+            rules[rule_id] = parse_dataclass(load_rule(rule_id).config, merged)
     return rules
 
 
