@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from hypothesis import strategies as st
 from imgcheck.checks import all_rules
 from imgcheck.checks.interface import RuleConfig
 from imgcheck.errors import PolicyError
-from imgcheck.policy.fields import check_annotation, field_types, init_fields
+from imgcheck.policy.fields import FieldError, check_annotation, field_types, init_fields, parse_dataclass
 from imgcheck.policy.loader import default_policy_path, explain, load_policy
 from imgcheck.policy.model import Policy
 from imgcheck.policy.types import ByteSize, Percent
+from imgcheck.policy.yamltree import Map, read_tree
 
 DATA = Path(__file__).parent / "data" / "policies"
 PACKAGE_POLICIES = Path(__file__).parents[1] / "src" / "imgcheck" / "policies"
@@ -417,6 +420,125 @@ def test_unreadable_and_non_utf8_files(tmp_path: Path) -> None:
 def test_quoted_yes_is_not_a_bool_but_yaml_true_is(tmp_path: Path) -> None:
     ok = load_policy(write(tmp_path, BASE + "    created_not_in_future: true\n"))
     assert ok.images[0].rules["labels"].created_not_in_future is True
+
+
+# --- a rule's own value checks point at the key at fault -----------------------------------------
+
+OVERRIDE = BASE.replace("    repository: org/consumer\n", "    repository: org/consumer\n    rules:\n      smoke:\n")
+"""BASE with an `images[1].rules.smoke:` mapping on line 8; a test writes its keys right after it."""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            BASE + "  smoke:\n    timeout: 5s\n    cpus: 0\n",
+            "12: rules.smoke.cpus: smoke `cpus` must be a number of CPUs from 0.01 to 64 "
+            "(like docker's --cpus: 0.5, 1, 2), got 0",
+            id="smoke-cpus",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    pids: 0\n    cpus: 2\n",
+            "11: rules.smoke.pids: smoke `pids` must be at least 1, got 0",
+            id="smoke-pids",
+        ),
+        pytest.param(
+            BASE + "  smoke: {pids: 10,\n    memory: 1MiB}\n",
+            "11: rules.smoke.memory: smoke `memory` must be at least 6MiB (the engine's minimum), got 1048576",
+            id="smoke-memory-in-flow-mapping",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    timeout: 0s\n",
+            "11: rules.smoke.timeout: smoke `timeout` must be positive (e.g. 30s)",
+            id="smoke-timeout",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    args: []\n    command: []\n",
+            "12: rules.smoke.command: smoke `command` must name a program (e.g. [python, -m, app]); "
+            "leave it out instead",
+            id="smoke-command",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    expect_output: '(['\n",
+            "11: rules.smoke.expect_output: smoke `expect_output` '([' is not a valid regex: ",
+            id="smoke-expect-output",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    fail_on: [HIGH]\n    min_cvss: 11\n",
+            "12: rules.vulnerabilities.min_cvss: min_cvss must be between 0 and 10, got 11.0",
+            id="vulnerabilities-min-cvss",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    grace_days: -1\n",
+            "11: rules.vulnerabilities.grace_days: grace_days cannot be negative",
+            id="vulnerabilities-grace-days",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    ignore:\n      - id: CVE-1\n        expires: 2030-01-01\n"
+            "        reason: ' '\n",
+            "14: rules.vulnerabilities.ignore[0].reason: waiver CVE-1 needs a non-empty `reason`",
+            id="waiver-reason",
+        ),
+        pytest.param(
+            OVERRIDE.replace("      smoke:\n", "      smoke:\n        timeout: 5s\n        cpus: 0\n"),
+            "10: images[1].rules.smoke.cpus: smoke `cpus` must be a number of CPUs from 0.01 to 64 "
+            "(like docker's --cpus: 0.5, 1, 2), got 0",
+            id="per-image-override",
+        ),
+        pytest.param(
+            OVERRIDE.replace("      smoke:\n", "      smoke:\n        timeout: 5s\n") + "  smoke:\n    pids: 0\n",
+            "14: rules.smoke.pids: smoke `pids` must be at least 1, got 0",
+            id="default-key-under-an-override",
+        ),
+        pytest.param(
+            BASE + "  vulnerabilities:\n    fail_on: [HIGH]\n    warn_on: [HIGH]\n",
+            "10: rules.vulnerabilities: severities ['HIGH'] are in both fail_on and warn_on; pick one",
+            id="keys-at-odds-stay-at-the-rule",
+        ),
+    ],
+)
+def test_rule_value_errors_name_the_key_and_its_line(tmp_path: Path, text: str, expected: str) -> None:
+    """`policy validate` is where users meet these: one stderr line at the offending key, exit 2."""
+    path = write(tmp_path, text)
+    done = subprocess.run(
+        [sys.executable, "-m", "imgcheck", "policy", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"imgcheck: error: {path}:{expected}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Window:
+    low: int = 0
+    high: int = 10
+
+    def __post_init__(self) -> None:
+        if self.high <= self.low:
+            raise FieldError("high", f"high must be above low ({self.low})")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("window:\n  low: 1\n  high: 0\n", "policy.yaml:3: window.high: high must be above low (1)"),
+        ("window:\n  low: 20\n", "policy.yaml:1: window: high must be above low (20)"),
+    ],
+    ids=["key-written", "key-left-at-its-default"],
+)
+def test_field_error_falls_back_to_the_mapping_when_the_key_is_not_written(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    """A FieldError about a default the user never wrote has no line of its own: the mapping's it is."""
+    root = read_tree(write(tmp_path, text))
+    assert isinstance(root, Map) and isinstance(root.entries["window"], Map)
+    with pytest.raises(PolicyError) as info:
+        parse_dataclass(_Window, root.entries["window"])
+    assert str(info.value).replace(str(tmp_path) + "/", "") == expected
 
 
 # --- property: anything in, a Policy or a PolicyError out ---------------------------------------

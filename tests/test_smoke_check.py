@@ -16,6 +16,7 @@ from imgcheck.checks.smoke import Config, check, describe
 from imgcheck.engine.run import Limits, RunResult
 from imgcheck.engine.session import PlatformRun, SmokeEvidence
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.policy.fields import FieldError
 from imgcheck.policy.types import ByteSize
 from imgcheck.verdict import Verdict
 
@@ -164,8 +165,10 @@ def test_version_that_breaks_the_regex_is_escaped() -> None:
     ],
 )
 def test_bad_settings_are_rejected_at_load(settings: dict[str, Any], complaint: str) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    """Each is one key's fault, so the loader can point at that key's line."""
+    with pytest.raises(FieldError, match=complaint) as info:
         Config(**settings)
+    assert [info.value.key] == list(settings)
 
 
 def test_no_smoke_skips_even_without_evidence() -> None:
@@ -229,9 +232,9 @@ def validate(tmp_path: Path, cpus: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("cpus", "where", "complaint"),
     [
-        ("0", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
-        ("-1", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
-        ("65", "policy.yaml:5: rules.smoke:", "`cpus` must be a number of CPUs from 0.01 to 64"),
+        ("0", "policy.yaml:7: rules.smoke.cpus:", "smoke `cpus` must be a number of CPUs from 0.01 to 64"),
+        ("-1", "policy.yaml:7: rules.smoke.cpus:", "smoke `cpus` must be a number of CPUs from 0.01 to 64"),
+        ("65", "policy.yaml:7: rules.smoke.cpus:", "smoke `cpus` must be a number of CPUs from 0.01 to 64"),
         ('"lots"', "policy.yaml:7: rules.smoke.cpus:", "expected a number, got a string"),
         ("[1]", "policy.yaml:7: rules.smoke.cpus:", "expected a number, got a list"),
     ],
@@ -242,7 +245,7 @@ def test_bad_cpus_is_a_one_line_policy_error(tmp_path: Path, cpus: str, where: s
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
-    assert where in lines[0] and complaint in lines[0]
+    assert lines[0].startswith(f"imgcheck: error: {tmp_path / where}") and complaint in lines[0]
     assert "Traceback" not in done.stderr
 
 

@@ -17,6 +17,7 @@ from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleS
 from imgcheck.engine.run import RunResult, RunSpec, is_exec_failure
 from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.policy.fields import FieldError
 from imgcheck.policy.types import ByteSize, format_bytes, format_duration
 from imgcheck.verdict import Verdict
 
@@ -60,23 +61,30 @@ class Config(RuleConfig):
     def __post_init__(self) -> None:
         """Policy mistakes are caught when the policy loads, not after a pull."""
         if self.timeout.total_seconds() <= 0:
-            raise ValueError("smoke `timeout` must be positive (e.g. 30s)")
+            raise FieldError("timeout", "smoke `timeout` must be positive (e.g. 30s)")
         if int(self.memory) < MIN_MEMORY:
-            raise ValueError(f"smoke `memory` must be at least 6MiB (the engine's minimum), got {int(self.memory)}")
+            raise FieldError(
+                "memory", f"smoke `memory` must be at least 6MiB (the engine's minimum), got {int(self.memory)}"
+            )
         if self.pids < 1:
-            raise ValueError(f"smoke `pids` must be at least 1, got {self.pids}")
+            raise FieldError("pids", f"smoke `pids` must be at least 1, got {self.pids}")
         if not MIN_CPUS <= self.cpus <= MAX_CPUS:  # also refuses NaN
-            raise ValueError(
+            raise FieldError(
+                "cpus",
                 f"smoke `cpus` must be a number of CPUs from {MIN_CPUS:g} to {MAX_CPUS:g} (like docker's --cpus: "
-                f"0.5, 1, 2), got {self.cpus:g}"
+                f"0.5, 1, 2), got {self.cpus:g}",
             )
         if self.command is not None and not self.command:
-            raise ValueError("smoke `command` must name a program (e.g. [python, -m, app]); leave it out instead")
+            raise FieldError(
+                "command", "smoke `command` must name a program (e.g. [python, -m, app]); leave it out instead"
+            )
         if self.expect_output is not None:
             try:
                 re.compile(self.expect_output.replace("{version}", "v"))
             except re.error as exc:
-                raise ValueError(f"smoke `expect_output` {self.expect_output!r} is not a valid regex: {exc}") from None
+                raise FieldError(
+                    "expect_output", f"smoke `expect_output` {self.expect_output!r} is not a valid regex: {exc}"
+                ) from None
 
 
 def run_spec(config: Config) -> RunSpec:

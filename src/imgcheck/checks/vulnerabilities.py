@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
 from imgcheck.checks.signature import TrustConfig
 from imgcheck.facts import ImageFacts
+from imgcheck.policy.fields import FieldError
 from imgcheck.vulns.message import limit_text
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ class Waiver:
 
     def __post_init__(self) -> None:
         if not self.id.strip():
-            raise ValueError("a waiver needs an `id` (e.g. CVE-2024-1234)")
+            raise FieldError("id", "a waiver needs an `id` (e.g. CVE-2024-1234)")
         if not self.reason.strip():
-            raise ValueError(f"waiver {self.id} needs a non-empty `reason`")
+            raise FieldError("reason", f"waiver {self.id} needs a non-empty `reason`")
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,9 @@ class Config(TrustConfig):
         if both:
             raise ValueError(f"severities {sorted(both)} are in both fail_on and warn_on; pick one")
         if self.min_cvss is not None and not 0 <= self.min_cvss <= 10:
-            raise ValueError(f"min_cvss must be between 0 and 10, got {self.min_cvss}")
+            raise FieldError("min_cvss", f"min_cvss must be between 0 and 10, got {self.min_cvss}")
         if self.grace_days is not None and self.grace_days < 0:
-            raise ValueError("grace_days cannot be negative")
+            raise FieldError("grace_days", "grace_days cannot be negative")
 
 
 def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import inspect
 import re
 import types
@@ -25,20 +26,33 @@ _NONE = type(None)
 _MAPPING_ORIGINS = (Mapping, dict)
 
 
-def field_types(cls: type) -> dict[str, Any]:
-    """A dataclass's resolved annotations (`from __future__ import annotations` makes them strings)."""
-    return typing.get_type_hints(cls)
+@functools.cache
+def field_types(cls: type) -> Mapping[str, Any]:
+    """A dataclass's resolved annotations (`from __future__ import annotations` makes them strings).
+    Cached per class: resolving evaluates every annotation, and a policy parses each rule once per image."""
+    return types.MappingProxyType(typing.get_type_hints(cls))
 
 
-def init_fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
+@functools.cache
+def init_fields(cls: type) -> Mapping[str, dataclasses.Field[Any]]:
     """The keys a dataclass takes, its own before inherited ones (`mode` last reads best in errors)."""
     own = inspect.get_annotations(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
-    return {f.name: f for f in sorted(fields, key=lambda f: f.name not in own)}
+    return types.MappingProxyType({f.name: f for f in sorted(fields, key=lambda f: f.name not in own)})
 
 
 def is_required(f: dataclasses.Field[Any]) -> bool:
     return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+class FieldError(ValueError):
+    """A config's `__post_init__` found one key's value wrong (`cpus: 0`): the loader reports it at
+    that key's line and path rather than at the rule's. Plain ValueErrors (keys at odds with each
+    other) are reported at the rule's mapping."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def parse_dataclass(cls: type, node: Map) -> Any:
@@ -54,7 +68,10 @@ def parse_dataclass(cls: type, node: Map) -> Any:
     kwargs = {key: parse_value(hints[key], value) for key, value in node.entries.items()}
     try:
         return cls(**kwargs)
-    except (ValueError, TypeError) as exc:  # a config's own __post_init__ validation
+    except FieldError as exc:  # one key at fault; a default it kept (not in the file) falls back to the mapping
+        entry = node.entries.get(exc.key)
+        fail(entry.loc if entry is not None else node.loc, " ".join(str(exc).split()))
+    except (ValueError, TypeError) as exc:  # a config's own __post_init__ validation across keys
         fail(node.loc, " ".join(str(exc).split()))
 
 
