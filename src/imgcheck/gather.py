@@ -89,6 +89,16 @@ class _Background:
         return self._value
 
 
+class _Done:
+    """A `_Background` whose answer was already at hand: no thread for work the run has done."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+
+    def result(self) -> Any:
+        return self._value
+
+
 def parse_descriptor(entry: Mapping[str, Any]) -> Descriptor:
     """A descriptor from manifest JSON, with the platform flattened to `os/arch[/variant]`."""
     platform = entry.get("platform")
@@ -138,6 +148,9 @@ class Gatherer:
         self._manifest_cache: dict[tuple[str, str, str], Manifest] = {}
         self._summaries: dict[tuple[str, str, str], _DigestSummary] = {}
         self._repos: dict[tuple[str, str, tuple[str, ...]], _RepoTags] = {}
+        self._listings: dict[tuple[str, str], tuple[list[str], tuple[str, ...]]] = {}
+        """A repository's tag listing and its considered tags, read once per run: one snapshot for every
+        check, and an audit's hundreds of digests do not sort the same listing hundreds of times."""
 
     def manifest(self, registry: str, repo: str, digest: str) -> Manifest:
         """A manifest by digest, read once per run (content addressed: it cannot change)."""
@@ -284,13 +297,19 @@ class Gatherer:
         self.progress(f"{name}: resolving {ref}")
         # the listing and the other tags' lookups do not depend on the image's own manifest and config:
         # they run beside them (a remote registry is round-trip bound: ~7 sequential trips become ~4)
-        listing = _Background(lambda: self.client.list_tags(ref.registry, ref.repository)) if need_tags else None
+        known_listing = self._listings.get((ref.registry, ref.repository))
+        listing: _Background | _Done | None = None
+        if need_tags:
+            listing = _Done(known_listing[0]) if known_listing else _Background(lambda: self._listing(ref))
         top = self.client.resolve(ref)
         if ref.tag and not ref.digest:
             self._tag_cache.setdefault((f"{ref.registry}/{ref.repository}", ref.tag), top)
-        lookups = None
+        lookups: _Background | _Done | None = None
         if listing is not None:
-            lookups = _Background(lambda: self._lookup_tags(ref.registry, ref.repository, listing.result(), top))
+            if known_listing and (ref.registry, ref.repository, known_listing[1]) in self._repos:
+                lookups = _Done((known_listing[0], {}))  # every tag's facts are built already
+            else:
+                lookups = _Background(lambda: self._lookup_tags(ref.registry, ref.repository, listing.result(), top))
         platforms, attestations = self.expand(ref.registry, ref.repository, top, platform_filter)
         if not platforms:
             wanted = f" for platform {platform_filter}" if platform_filter else ""
@@ -327,9 +346,8 @@ class Gatherer:
         known = top or self.manifest(facts.registry, facts.repository, facts.digest)
         if listed is None:
             self.progress(f"{facts.name}: listing tags")
-            listed = self._lookup_tags(
-                facts.registry, facts.repository, self.client.list_tags(facts.registry, facts.repository), known
-            )
+            tags = self._listing(Reference(facts.registry, facts.repository, digest=facts.digest))
+            listed = self._lookup_tags(facts.registry, facts.repository, tags, known)
         tags, resolved = listed
         repo = self._repo_tags(facts.registry, facts.repository, tags, known, resolved)
         on_digest = repo.by_digest.get(facts.digest, ())
@@ -339,11 +357,24 @@ class Gatherer:
             extras["tags_truncated"] = len(tags)
         return replace(facts, tags_on_digest=on_digest, repo_tags=repo.tags, previous_release=previous, extras=extras)
 
+    def _listing(self, ref: Reference) -> list[str]:
+        """The repository's tags, listed once per run (see `_listings`)."""
+        key = (ref.registry, ref.repository)
+        found = self._listings.get(key)
+        if found is None:
+            tags = self.client.list_tags(ref.registry, ref.repository)
+            found = self._listings.setdefault(key, (tags, _considered(tags)))
+        return found[0]
+
+    def _considered(self, registry: str, repo: str, tags: Sequence[str]) -> tuple[str, ...]:
+        found = self._listings.get((registry, repo))
+        return found[1] if found is not None and found[0] is tags else _considered(tags)
+
     def _lookup_tags(
         self, registry: str, repo: str, tags: list[str], known: Manifest
     ) -> tuple[list[str], Mapping[str, Manifest]]:
         """The listing and where each considered tag points (once per listing: see `_repo_tags`)."""
-        considered = _considered(tags)
+        considered = self._considered(registry, repo, tags)
         if (registry, repo, considered) in self._repos:
             return tags, {}
         return tags, self.other_tags(registry, repo, considered, known)
@@ -354,7 +385,7 @@ class Gatherer:
         """Every considered tag's facts, built once per tag listing: an audit checks a hundred digests
         of one repository against the same few hundred tags. Each digest's config is read once, and
         the digests concurrently (a cold audit of a remote registry is round-trip bound)."""
-        considered = _considered(tags)
+        considered = self._considered(registry, repo, tags)
         key = (registry, repo, considered)
         found = self._repos.get(key)
         if found is not None:
