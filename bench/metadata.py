@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
+from bench._installed import imgcheck_base, run_env  # noqa: E402
 from fixtures.images import data_layer  # noqa: E402
 from fixtures.k2 import K2_NAMES, PREVIOUS, push_k2_image, repository  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
@@ -111,13 +111,6 @@ def import_command(cmd: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", "import " + ", ".join(modules or ["sys"])]
 
 
-def run_env() -> dict[str, str]:
-    """The environment every timed command runs in: as on a user's machine, Python may keep its bytecode
-    cache (pip writes it at install time). This sandbox sets PYTHONDONTWRITEBYTECODE, which would make every
-    run recompile imgcheck's ~60 modules (25-45 ms) -- a cost no installed copy pays."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-
 def timed(cmd: Sequence[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=run_env())
@@ -128,10 +121,7 @@ def timed(cmd: Sequence[str]) -> float:
 
 
 def imgcheck_command(host: str, policy: Path) -> list[str]:
-    """The `imgcheck` installed beside this Python (the venv's), not whatever PATH finds first: a pyenv
-    shim is a shell script that starts another interpreter (~50 ms more per run)."""
-    exe = Path(sys.executable).with_name("imgcheck")
-    base = [str(exe)] if exe.exists() else [sys.executable, "-m", "imgcheck"]
+    base = imgcheck_base()
     return [*base, "verify", "latest", "--no-smoke", "--quiet", "--registry", host, "--policy", str(policy)]
 
 

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
+from bench._installed import imgcheck_base, run_env  # noqa: E402
 from fixtures.images import data_layer  # noqa: E402
 from fixtures.k2 import K2_NAMES, push_k2_image, repository  # noqa: E402
 from imgcheck.engine.run import RunSpec  # noqa: E402
@@ -86,8 +87,7 @@ def publish(registry: RegistryServer, layer_bytes: int) -> list[str]:
 
 def run(cmd: Sequence[str], *, ok_codes: tuple[int, ...] = (0,)) -> float:
     start = time.perf_counter()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed copies run
-    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=env)
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=run_env())
     elapsed = time.perf_counter() - start
     if done.returncode not in ok_codes:
         raise RuntimeError(f"{' '.join(cmd[:3])} exited {done.returncode}: {done.stderr.strip()[:400]}")
@@ -180,15 +180,13 @@ def measure(reps: int, layer_mb: int) -> None:
         refs = publish(registry, layer_mb * 1_000_000)
         policy = workdir / "smoke-policy.yaml"
         policy.write_text(SMOKE_POLICY)
-        exe = Path(sys.executable).with_name("imgcheck")  # the venv's, not a pyenv shim (~50 ms more)
-        base = [str(exe)] if exe.exists() else [sys.executable, "-m", "imgcheck"]
-        verify = [*base, "verify", "latest", "--quiet", "--format", "json", "--registry", registry.host]
+        verify = [*imgcheck_base(), "verify", "latest", "--quiet", "--format", "json", "--registry", registry.host]
         verify += ["--policy", str(policy)]
         before = set(engine_images(docker))
         run(verify)  # warm the page cache and check that the verify passes (exit 0)
         if set(engine_images(docker)) != before:
             raise RuntimeError("imgcheck left images behind in the engine")
-        startup = statistics.median(run([*base, "--version"]) for _ in range(3))
+        startup = statistics.median(run([*imgcheck_base(), "--version"]) for _ in range(3))
         facts = gather_facts(refs)
         samples = [one_round(verify, docker, refs, facts, imgcheck_first=i % 2 == 0) for i in range(reps)]
         report(samples, startup, layer_mb)

@@ -11,7 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py")))
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("*.py") if not p.name.startswith("_")))
 def test_benchmark_script_imports(script: str) -> None:
     spec = importlib.util.spec_from_file_location(f"bench_{script[:-3]}", BENCH / script)
     assert spec is not None and spec.loader is not None
