@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,6 +113,44 @@ def import_command(cmd: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", "import " + ", ".join(modules or ["sys"])]
 
 
+def registry_cpu(registry: RegistryServer) -> float:
+    """CPU seconds the registry process has used so far (user + system, from /proc; 0 where there is none):
+    on 2 shared cores the server's work per request is part of every client's wall time."""
+    if registry.process is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{registry.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    """CPU seconds used by this script's finished child processes (the timed commands)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class CpuTally:
+    """CPU spent by the timed commands themselves and by the registry while they ran, summed over runs."""
+
+    client: float = 0.0
+    server: float = 0.0
+    runs: int = 0
+
+    def add(self, registry: RegistryServer, run: Callable[[], float]) -> float:
+        client, server = children_cpu(), registry_cpu(registry)
+        elapsed = run()
+        self.client += children_cpu() - client
+        self.server += registry_cpu(registry) - server
+        self.runs += 1
+        return elapsed
+
+    def per_run(self) -> tuple[float, float]:
+        return self.client / max(1, self.runs), self.server / max(1, self.runs)
+
+
 def timed(cmd: Sequence[str]) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=run_env())
@@ -158,9 +198,10 @@ def measure(reps: int, layer_mb: int) -> None:
         imports_cmd = import_command(verify)
         deps_cmd = [sys.executable, "-c", DEPS_FLOOR]
         ours, theirs, floor, imports, deps = [], [], [], [], []
+        our_cpu, their_cpu = CpuTally(), CpuTally()
         for _ in range(reps):
-            ours.append(timed(verify))
-            theirs.append(sum(timed(cmd) for cmd in peers))
+            ours.append(our_cpu.add(registry, lambda: timed(verify)))
+            theirs.append(their_cpu.add(registry, lambda: sum(timed(cmd) for cmd in peers)))
             floor.append(timed(floor_cmd))
             imports.append(timed(imports_cmd))
             deps.append(timed(deps_cmd))
@@ -171,6 +212,8 @@ def measure(reps: int, layer_mb: int) -> None:
             statistics.median(imports),
             statistics.median(deps),
             reps,
+            our_cpu.per_run(),
+            their_cpu.per_run(),
         )
         report(total, served, peer_served, medians, asked)
     finally:
@@ -191,6 +234,10 @@ class Medians:
     """Python start-up plus only the chosen libraries and stdlib modules any such CLI needs (DEPS_FLOOR):
     what a Python tool built on these dependencies pays before its own code runs."""
     reps: int
+    verify_cpu: tuple[float, float]
+    """Mean CPU seconds per verify: (the imgcheck process, the registry answering it)."""
+    skopeo_cpu: tuple[float, float]
+    """Mean CPU seconds per three skopeo runs: (the skopeo processes, the registry answering them)."""
 
 
 def report(total: int, served: int, peer_served: int, t: Medians, asked: Counter[str]) -> None:
@@ -216,11 +263,17 @@ def report(total: int, served: int, peer_served: int, t: Medians, asked: Counter
         ("  verify without its imports / skopeo x3", f"{(t.verify - t.imports) / t.skopeo:.2f}", ""),
         ("  start-up + chosen libraries / skopeo x3", f"{t.deps / t.skopeo:.2f}", ""),
         ("  imgcheck's own part (verify - that) / skopeo x3", f"{(t.verify - t.deps) / t.skopeo:.2f}", ""),
+        ("CPU per imgcheck verify: client / registry", _cpu(t.verify_cpu), ""),
+        ("CPU per skopeo inspect x3: client / registry", _cpu(t.skopeo_cpu), ""),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}}  {'value':>16}  target")
     for metric, value, target in rows:
         print(f"{metric:<{width}}  {value:>16}  {target}")
+
+
+def _cpu(pair: tuple[float, float]) -> str:
+    return f"{pair[0] * 1000:.0f} / {pair[1] * 1000:.0f} ms"
 
 
 def _verdict(ok: bool, target: float) -> str:

@@ -227,7 +227,12 @@ rules:
         ),
         pytest.param(
             BASE + "  sise: {max_compressed: 1GB}\n",
-            f"policy.yaml:10: rules.sise: unknown rule (known: {', '.join(all_rules())})",
+            f"policy.yaml:10: rules.sise: unknown rule; did you mean size? (known: {', '.join(all_rules())})",
+            id="unknown-rule-near-miss",
+        ),
+        pytest.param(
+            BASE + "  licence_scan: {}\n",
+            f"policy.yaml:10: rules.licence_scan: unknown rule (known: {', '.join(all_rules())})",
             id="unknown-rule",
         ),
         pytest.param(

@@ -114,7 +114,7 @@ def _rule_table(node: Node | None) -> dict[str, Node]:
         fail(node.loc, f"expected a mapping of rule ids to settings, got {kind(node)}")
     for rule_id, value in node.entries.items():
         if rule_id not in RULE_ORDER:
-            fail(value.loc, "unknown rule", f"known: {', '.join(RULE_ORDER)}")
+            fail(value.loc, "unknown rule" + did_you_mean(rule_id, RULE_ORDER), f"known: {', '.join(RULE_ORDER)}")
         if isinstance(value, Seq) or (
             isinstance(value, Scalar) and value.value is not None and not isinstance(value.value, bool)
         ):
