@@ -41,6 +41,13 @@ SARIF_JSON = "application/sarif+json"
 SARIF_KIND: Kind = "sarif"
 """The attachment kind of a SARIF referrer layer (until `attachments.Kind` lists "sarif")."""
 ANN_CREATED = "org.opencontainers.image.created"
+UNTELLING_CONFIG_TYPES = (
+    "application/vnd.oci.empty.v1+json",
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+    "application/vnd.unknown.config.v1+json",  # oras-py's default config
+)
+"""Config media types that say nothing about what an artifact holds."""
 
 MAX_SIGNATURE_BYTES = 1024 * 1024
 MAX_DOCUMENT_BYTES = 32 * 1024 * 1024
@@ -140,6 +147,19 @@ def _layer_kind(media_type: str, purpose: Purpose, annotations: Mapping[str, str
     return None
 
 
+def effective_artifact_type(manifest: Mapping[str, Any]) -> str:
+    """A referrer's type per OCI 1.1: its `artifactType`, else its config's media type (oras-py writes
+    no `artifactType`; the config carries the type). "" when neither tells what the artifact holds."""
+    declared = manifest.get("artifactType")
+    if isinstance(declared, str) and declared:
+        return declared
+    config = manifest.get("config")
+    media_type = config.get("mediaType") if isinstance(config, dict) else None
+    if isinstance(media_type, str) and media_type not in UNTELLING_CONFIG_TYPES:
+        return media_type
+    return ""
+
+
 def is_sarif(att: Attachment) -> bool:
     """Whether discovery read this attachment as a SARIF referrer layer."""
     return att.kind == SARIF_KIND
@@ -193,6 +213,12 @@ def _from_referrer(
 ) -> list[Attachment]:
     artifact_type = desc.artifact_type or ""
     annotations = dict(desc.annotations)
+    manifest: Mapping[str, Any] | None = None
+    if not artifact_type:
+        # A fallback-index entry without `artifactType` (its writer copied the manifest's, absent in
+        # oras-py's layout): the type is in the manifest, which is read anyway.
+        manifest = client.get_manifest(registry, repository, desc.digest).json
+        artifact_type = effective_artifact_type(manifest)
     # Decide from the descriptor alone whether the referrer is worth a manifest read.
     if artifact_type in SIGSTORE_BUNDLE_TYPES:
         if not predicate_wanted(purpose, annotations.get(ANN_BUNDLE_PREDICATE)):
@@ -203,12 +229,13 @@ def _from_referrer(
     elif artifact_type.split(";")[0] == SARIF_JSON:
         if purpose != "vulnerabilities":
             return []
-        return _sarif_referrer(client, registry, repository, digest, desc)
+        return _sarif_referrer(client, registry, repository, digest, desc, manifest)
     elif artifact_type and purpose != "signature" and "cosign" in artifact_type and "sig" in artifact_type:
         return []
     elif purpose == "vulnerabilities" and artifact_type and artifact_type.split(";")[0] not in (DSSE_ENVELOPE, IN_TOTO):
         return []  # an SBOM, a signature, an unknown artifact: not worth a manifest read
-    manifest = client.get_manifest(registry, repository, desc.digest).json
+    if manifest is None:
+        manifest = client.get_manifest(registry, repository, desc.digest).json
     out = _read_layers(
         client,
         registry,
@@ -235,12 +262,18 @@ def _from_referrer(
 
 
 def _sarif_referrer(
-    client: RegistryClient, registry: str, repository: str, digest: str, desc: Descriptor
+    client: RegistryClient,
+    registry: str,
+    repository: str,
+    digest: str,
+    desc: Descriptor,
+    manifest: Mapping[str, Any] | None = None,
 ) -> list[Attachment]:
     """A SARIF referrer's report layer, with the referrer manifest's annotations (its `created` is the
     only scan time a SARIF referrer has). `oras attach` without `:application/sarif+json` gives the
     file a generic layer type, so the first layer is taken when none says SARIF."""
-    manifest = client.get_manifest(registry, repository, desc.digest).json
+    if manifest is None:
+        manifest = client.get_manifest(registry, repository, desc.digest).json
     layers = _layers(manifest)
     chosen = [layer for layer in layers if str(layer.get("mediaType", "")).split(";")[0] == SARIF_JSON] or layers[:1]
     annotations = {**dict(desc.annotations), **_annotations(manifest)}
