@@ -8,9 +8,11 @@ Measures, in one run, with the metadata rules of the k2 policy (no smoke, as the
 
 The drift contract makes every run resolve every tag (a release tag that moved is a failure), so
 it also measures that floor in the same run: revalidating every tag once (`If-None-Match`, a 304 per
-unmoved tag), and the registry's requests per run from its JSON log.
+unmoved tag), and the registry's requests per run from its JSON log. So that the floor is not just
+imgcheck's client judging itself, the same work is also done by curl (`--parallel`, keep-alive, the same
+`Accept` and `If-None-Match` headers, from a generated config file): what any client must spend.
 
-    python bench/audit.py [--digests 100] [--reps 3]
+    python bench/audit.py [--digests 100] [--reps 3] [--curl-parallel 8]
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import argparse
 import hashlib
 import io
 import json
+import os
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +40,11 @@ if str(ROOT) not in sys.path:
 from fixtures.images import FileEntry, ImageConfig, build_layer, push_image  # noqa: E402
 from imgcheck.audit.cache import CachingClient  # noqa: E402
 from imgcheck.audit.command import run_audit  # noqa: E402
-from imgcheck.audit.inventory import take_snapshot  # noqa: E402
+from imgcheck.audit.inventory import is_attachment_tag, take_snapshot  # noqa: E402
 from imgcheck.audit.store import HistoryStore  # noqa: E402
 from imgcheck.checks.interface import VerifyOptions  # noqa: E402
 from imgcheck.policy.loader import load_policy  # noqa: E402
+from imgcheck.registry.client import ACCEPT_MANIFESTS  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
 
@@ -88,21 +96,106 @@ def audit_seconds(policy_path: Path, host: str, history: Path) -> float:
     return elapsed
 
 
-def snapshot_seconds(host: str, repos: list[str], history: Path) -> float:
-    """The floor under any audit run: list and revalidate every tag once, as the warm run does first."""
+def snapshot_seconds(host: str, repos: list[str], history: Path) -> tuple[float, float]:
+    """The floor under any audit run: list and revalidate every tag once, as the warm run does first.
+    Wall seconds, and the CPU seconds this process (imgcheck's client) spent over the same span."""
     store = HistoryStore.open(history)
     try:
         known = store.last_tags()
         client = CachingClient(store, timeout=1800)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for repo in repos:
             held = client.held_manifests(known.get(image_name(repo), {}))
             take_snapshot(client, host, repo, held=held)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         client.close()
     finally:
         store.close()
-    return elapsed
+    return elapsed, cpu
+
+
+@dataclass(frozen=True)
+class CurlFloor:
+    """The floor done by curl: wall time, curl's CPU, the registry's CPU, and the answers' status codes."""
+
+    seconds: float
+    curl_cpu: float
+    registry_cpu: float | None
+    statuses: Counter[str]
+
+
+def curl_floor(registry: RegistryServer, repos: list[str], history: Path, work: Path, parallel: int) -> CurlFloor:
+    """List every repository's tags, then ask for every release/build tag once, with the headers imgcheck
+    sends (`If-None-Match` with the digest last night's history recorded, when there is one): two curl
+    runs over generated config files, `parallel` transfers at a time on keep-alive connections. The
+    timing includes starting curl twice and writing its config; imgcheck's in-process floor has neither."""
+    store = HistoryStore.open(history)
+    try:
+        known = store.last_tags()
+    finally:
+        store.close()
+    base = f"http://{registry.host}/v2"
+    lists = [work / f"curl-tags-{n}.json" for n in range(len(repos))]
+    list_config = work / "curl-list.cfg"
+    list_config.write_text(
+        "\nnext\n".join(
+            f'url = "{base}/{repo}/tags/list"\noutput = "{out}"' for repo, out in zip(repos, lists, strict=True)
+        )
+        + "\n"
+    )
+    ask_config = work / "curl-revalidate.cfg"
+    cpu_before = _children_cpu()
+    registry_before = _process_cpu(registry)
+    start = time.perf_counter()
+    _curl(list_config, parallel)
+    blocks = []
+    for repo, listed in zip(repos, lists, strict=True):
+        last = known.get(image_name(repo), {})
+        for tag in json.loads(listed.read_text())["tags"]:
+            if is_attachment_tag(tag):
+                continue
+            headers = [f"Accept: {ACCEPT_MANIFESTS}"]
+            if tag in last:
+                headers.append(f'If-None-Match: \\"{last[tag]}\\"')
+            blocks.append(
+                f'url = "{base}/{repo}/manifests/{tag}"\n'
+                + "".join(f'header = "{h}"\n' for h in headers)
+                + 'output = "/dev/null"\nwrite-out = "%{http_code}\\n"'
+            )
+    ask_config.write_text("\nnext\n".join(blocks) + "\n")
+    answers = _curl(ask_config, parallel)
+    elapsed = time.perf_counter() - start
+    registry_after = _process_cpu(registry)
+    registry_cpu = None if registry_before is None or registry_after is None else registry_after - registry_before
+    return CurlFloor(elapsed, _children_cpu() - cpu_before, registry_cpu, Counter(answers.split()))
+
+
+def _curl(config: Path, parallel: int) -> str:
+    done = subprocess.run(
+        ["curl", "--silent", "--show-error", "--parallel", "--parallel-max", str(parallel), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"curl exited {done.returncode}: {done.stderr.strip()[:300]}")
+    return done.stdout
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu(registry: RegistryServer) -> float | None:
+    """The registry process's user + system CPU seconds (Linux /proc), None where unavailable."""
+    if registry.process is None:
+        return None
+    try:
+        fields = Path(f"/proc/{registry.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def requests_served(registry: RegistryServer) -> Counter[str]:
@@ -143,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digests", type=int, default=100, help="digests per repository (3 tags each)")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (median reported)")
+    parser.add_argument(
+        "--curl-parallel", type=int, default=8, help="curl's --parallel-max for the peer floor (imgcheck uses 8)"
+    )
     args = parser.parse_args(argv)
+    curl = shutil.which("curl")
     with tempfile.TemporaryDirectory(prefix="imgcheck-bench-audit-") as tmp:
         work = Path(tmp)
         registry = start_registry(work / "registry")
@@ -162,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             big_policy = write_policy(work / "big.yaml", big)
             small_policy = write_policy(work / "small.yaml", small)
-            colds, warms, smalls, floors = [], [], [], []
+            colds, warms, smalls, floors, floor_cpus, floor_registry_cpus = [], [], [], [], [], []
+            curls: list[CurlFloor] = []
             seen: dict[str, Counter[str]] = {}
             for rep in range(args.reps):
                 history = work / f"big-{rep}.sqlite"
@@ -172,7 +270,15 @@ def main(argv: list[str] | None = None) -> int:
                 warms.append(audit_seconds(big_policy, registry.host, history))
                 after = settled(registry)
                 seen = {"cold": middle - before, "warm": after - middle}
-                floors.append(snapshot_seconds(registry.host, big, history))
+                server_start = _process_cpu(registry)
+                floor, floor_cpu = snapshot_seconds(registry.host, big, history)
+                server_end = _process_cpu(registry)
+                floors.append(floor)
+                floor_cpus.append(floor_cpu)
+                if server_start is not None and server_end is not None:
+                    floor_registry_cpus.append(server_end - server_start)
+                if curl:
+                    curls.append(curl_floor(registry, big, history, work, args.curl_parallel))
                 smalls.append(audit_seconds(small_policy, registry.host, work / f"small-{rep}.sqlite"))
         finally:
             registry.stop()
@@ -183,6 +289,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cold audit, 3 x {tags} tags: {cold:.2f} s (median of {args.reps})")
     print(f"warm audit, same history:     {warm:.2f} s")
     print(f"  floor: list + revalidate every tag once: {floor:.2f} s ({floor / cold:.2f} of cold)")
+    server = f", the registry's {statistics.median(floor_registry_cpus):.2f} s" if floor_registry_cpus else ""
+    print(f"    imgcheck's CPU: {statistics.median(floor_cpus):.2f} s{server}")
+    if curls:
+        by_curl = statistics.median(c.seconds for c in curls)
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(curls[-1].statuses.items()))
+        print(
+            f"  the same by curl (--parallel-max {args.curl_parallel}, keep-alive): {by_curl:.2f} s"
+            f" ({by_curl / cold:.2f} of cold; answers {statuses})"
+        )
+        registry_cpus = [c.registry_cpu for c in curls if c.registry_cpu is not None]
+        server = f", the registry's {statistics.median(registry_cpus):.2f} s" if registry_cpus else ""
+        print(f"    curl's CPU: {statistics.median(c.curl_cpu for c in curls):.2f} s{server}")
+    else:
+        print("  the same by curl: skipped (no curl on PATH)")
     print(f"  warm above that floor: {warm - floor:.2f} s ({(warm - floor) / cold:.3f} of cold)")
     for run, counts in seen.items():
         print(

@@ -23,6 +23,7 @@ from faultproxy import Fault, FaultProxy
 from fixtures.images import FileEntry, ImageConfig, Pushed, build_layer, push_image
 from imgcheck import semver
 from imgcheck.audit.command import run_audit
+from imgcheck.audit.inventory import take_snapshot
 from imgcheck.checks.interface import VerifyOptions
 from imgcheck.errors import DigestMismatchError, RegistryError
 from imgcheck.gather import Gatherer
@@ -255,3 +256,43 @@ def test_semver_memo_hands_out_fresh_lists() -> None:
     assert semver.highest(tags) is not None and semver.highest(tags).tag == "1.10.0"  # type: ignore[union-attr]
     assert semver.parse_release("v1.9.9") is semver.parse_release("v1.9.9")
     assert semver.parse_release("main-1a2b3c4") is None
+
+
+def test_damaged_cache_entries_are_errors_however_they_are_read(
+    registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    """A warm run reads last night's manifests and their configs from the cache in bulk; an entry that
+    no longer hashes to its digest is never used: a manifest makes the image an error, a config the
+    digests whose facts need it (the repository's tag facts read every config), exit 2 either way."""
+    repo = "revalidate/damaged"
+    pushed = publish(pusher, repo)
+    config = json.loads(registry_manifest(registry, repo, pushed["1.0.1"].digest))["config"]["digest"]
+    for digest in (config, pushed["1.0.1"].digest):
+        db = tmp_path / f"{digest[7:19]}.sqlite"
+        assert audit(registry.host, repo, tmp_path, db)[0] == 0
+        with sqlite3.connect(db) as conn:
+            (body,) = conn.execute("SELECT body FROM blobs WHERE digest = ?", (digest,)).fetchone()
+            conn.execute("UPDATE blobs SET body = ? WHERE digest = ?", (bytes(body) + b" ", digest))
+        code, doc = audit(registry.host, repo, tmp_path, db)
+        assert code == 2
+        errors = [i["error"] for i in doc["images"]] + [r["error"] for r in doc["releases"]]
+        damaged = [e for e in errors if e and f"cached content for {digest}" in e and "damaged" in e]
+        if digest == config:
+            assert doc["images"][0]["error"] is None
+            assert len(damaged) == len(doc["releases"]) == 3 and all(r["checks"] == [] for r in doc["releases"])
+        else:
+            assert damaged == [doc["images"][0]["error"]] and doc["releases"] == []
+
+
+def test_a_failed_tag_read_is_reported_for_the_first_failing_tag_in_listing_order(
+    registry: RegistryServer, pusher: Pusher
+) -> None:
+    repo = "revalidate/failing"
+    publish(pusher, repo)
+    with FaultProxy(registry.host) as proxy, RegistryClient(max_attempts=1) as client:
+        proxy.add(Fault("status", rf"/v2/{repo}/manifests/(v1\.1\.0|sha-bbbbbbb)$", count=-1, status=500))
+        with pytest.raises(RegistryError) as err:
+            take_snapshot(client, proxy.host, repo, workers=8)
+        asked = {s.path.rsplit("/", 1)[-1] for s in proxy.seen if "/manifests/" in s.path}
+    assert "sha-bbbbbbb" in str(err.value) and "v1.1.0" not in str(err.value)  # the listing is sorted
+    assert asked == {"latest", "sha-aaaaaaa", "sha-bbbbbbb", "sha-ccccccc", "v1.0.0", "v1.0.1", "v1.1.0"}

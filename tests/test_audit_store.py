@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from imgcheck.audit.drift import compute_drift, tag_drift
 from imgcheck.audit.inventory import in_shard, is_immutable_tag, parse_shard, select_digests
 from imgcheck.audit.model import AuditReport, ImageInventory, Release, from_dict, to_dict
-from imgcheck.audit.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore, default_history_path
+from imgcheck.audit.store import BLOBS_PER_QUERY, MIGRATIONS, SCHEMA_VERSION, HistoryStore, default_history_path
 from imgcheck.errors import InputError, UsageError
 from imgcheck.report.model import CheckResult
 from imgcheck.verdict import Verdict
@@ -177,3 +178,27 @@ def test_json_round_trip_for_merge() -> None:
     assert to_dict(back) == to_dict(audit)
     with pytest.raises(InputError, match=r"not an imgcheck\.audit/v1 report"):
         from_dict({"schema": "imgcheck.report/v1"}, "x.json")
+
+
+def test_bulk_blob_reads_span_several_queries_and_skip_what_is_not_held(tmp_path: Path) -> None:
+    held = {f"sha256:{i:064x}": (f"type-{i}", f"body {i}".encode()) for i in range(BLOBS_PER_QUERY * 2 + 3)}
+    with HistoryStore.open(tmp_path / "h.sqlite") as store:
+        for digest, (media_type, body) in held.items():
+            store.put_blob(digest, media_type, body)
+        missing = [f"sha256:{'f' * 63}{c}" for c in "ab"]
+        asked = [*missing[:1], *reversed(held), *missing[1:], next(iter(held))]  # duplicates asked once
+        assert store.get_blobs(asked) == held
+        assert store.get_blobs([]) == {}
+
+
+def test_previous_verdict_details_read_back_as_stored(tmp_path: Path) -> None:
+    """Details are parsed when drift reads them (new CVEs), not for every stored verdict up front."""
+    details = {"findings": [{"id": "CVE-2024-3094", "outcome": "fail", "package": "xz"}], "n": 1.5, "none": None}
+    check = CheckResult("vulnerabilities", Verdict.FAIL, "1 critical", None, details)
+    with HistoryStore.open(tmp_path / "h.sqlite") as store:
+        record(store, report({"v1.0.0": D1}, replace(release(D1, ("v1.0.0",)), checks=(check,))))
+        previous = store.previous_run()
+    assert previous is not None
+    ((verdict, message, stored),) = previous.verdicts[("producer", D1)]["vulnerabilities"]
+    assert (verdict, message) == ("fail", "1 critical")
+    assert dict(stored) == details and stored["n"] == 1.5 and len(stored) == 3 and "none" in stored

@@ -54,9 +54,9 @@ def check_formats(output_format: str, report_files: Sequence[tuple[str, Path]]) 
 
 def render(report: AuditReport, fmt: str) -> str:
     if fmt == "json":
-        from imgcheck.audit.model import to_dict
+        from imgcheck.audit.render_json import render_json
 
-        return json.dumps(to_dict(report), indent=2, default=str) + "\n"
+        return render_json(report)
     if fmt == "html":
         from imgcheck.audit.render_html import render_html
 

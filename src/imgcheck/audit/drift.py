@@ -65,7 +65,7 @@ def tag_drift(image: str, before: Mapping[str, str], now: Mapping[str, str]) -> 
     return items
 
 
-def _worst(rows: Iterable[tuple[str, str, dict[str, Any]]]) -> tuple[str, str]:
+def _worst(rows: Iterable[tuple[str, str, Mapping[str, Any]]]) -> tuple[str, str]:
     """A rule's verdict over its findings (several per rule when per platform) and its first bad message."""
     rows = list(rows)
     for verdict in ("error", "fail"):
@@ -84,13 +84,13 @@ def _fail_cves(details: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Ma
     return out
 
 
-def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, dict[str, Any]]]]) -> list[DriftItem]:
+def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Mapping[str, Any]]]]) -> list[DriftItem]:
     """A digest verified last night too: what got worse."""
     items: list[DriftItem] = []
     where = f"{release.image} {release.label} ({_short(release.digest)})"
-    now_rules: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+    now_rules: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
     for check in release.checks:
-        now_rules.setdefault(check.rule, []).append((check.verdict.value, check.message, dict(check.details)))
+        now_rules.setdefault(check.rule, []).append((check.verdict.value, check.message, check.details))
     for rule, rows in now_rules.items():
         if rule not in before:
             continue

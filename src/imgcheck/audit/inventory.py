@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imgcheck.errors import UsageError
+from imgcheck.gather import parallel_map
 from imgcheck.registry.client import Manifest, RegistryClient, TagState
 from imgcheck.semver import parse_release, releases
 
@@ -72,16 +72,22 @@ def take_snapshot(
     wanted = [t for t in tags if not is_attachment_tag(t)]
     last = held or {}
 
-    def one(tag: str) -> tuple[str, Manifest | TagState | None]:
+    def one(tag: str) -> tuple[Manifest | TagState | None, Exception | None]:
         before = last.get(tag)
-        if before is None:
-            return tag, client.find_manifest(registry, repository, tag)
-        return tag, client.revalidate_tag(registry, repository, tag, before.digest)
+        try:
+            if before is None:
+                return client.find_manifest(registry, repository, tag), None
+            return client.revalidate_tag(registry, repository, tag, before.digest), None
+        except Exception as err:  # every tag is asked; the first failure in tag order is raised below
+            return None, err
 
+    # plain threads, not an executor: a future per tag costs ~30 µs of CPU, ~25 ms of a warm run of 900 tags
+    answers = parallel_map(one, wanted, max(1, workers))
+    for _found, error in answers:
+        if error is not None:
+            raise error
     resolved: dict[str, Manifest] = {}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        answers = list(pool.map(one, wanted))
-    for tag, found in answers:  # on this thread: a caching client's store is not shared with the pool
+    for tag, (found, _error) in zip(wanted, answers, strict=True):  # on this thread: the pool only asks the registry
         if isinstance(found, TagState):
             before = last[tag]
             found = found.manifest or (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from imgcheck.errors import InputError
@@ -42,8 +43,9 @@ class Release:
     smoke: bool = False
     """Whether the smoke rule was allowed to run for this digest (`--smoke latest`)."""
 
-    @property
+    @cached_property
     def verdict(self) -> Verdict:
+        """Worked out once (frozen: it cannot change): the report, the history and the exit code ask."""
         if self.error is not None:
             return Verdict.ERROR
         return worst([c.verdict for c in self.checks])
@@ -114,7 +116,7 @@ class AuditReport:
     """`i/n` for a shard's partial report; None for a whole audit (or a merge)."""
     history: tuple[Night, ...] = ()
 
-    @property
+    @cached_property
     def verdict(self) -> Verdict:
         """Worst release; an image whose tags could not be listed is an error; bad drift fails."""
         if not self.images:

@@ -18,6 +18,7 @@ from imgcheck.audit.cache import CachingClient
 from imgcheck.audit.inventory import Snapshot, in_shard, newest_digest, select_digests, take_snapshot
 from imgcheck.audit.model import ImageInventory, Release
 from imgcheck.audit.releases import Published, judge_releases
+from imgcheck.checks import load_rules
 from imgcheck.checks import tags as tags_rule
 from imgcheck.checks.interface import VerifyOptions
 from imgcheck.errors import ImgcheckError
@@ -142,8 +143,16 @@ def _verify_image(
 ) -> tuple[ImageInventory, list[Release]]:
     image, registry, groups = listed.image, listed.registry, listed.groups
     facts_of, created = listed.facts_of, listed.created
+    # the cached content in a few queries rather than one per digest: every digest's when a rule reads the
+    # repository's tag facts (they need each tag's config), else only the digests this run verifies
+    manifests = {m.digest: m for m in listed.snapshot.resolved.values()}
+    reads_every_digest = any(spec.needs_tags for spec in load_rules(image.rules).values())
+    if reads_every_digest:
+        client.prefetch(manifests.values())
     selected = select_digests(groups, newest=audit.newest, since=audit.since, created=created)
     mine = [d for d in selected if in_shard(d, audit.shard)]
+    if not reads_every_digest:
+        client.prefetch(manifests[d] for d in mine)
     smoke: set[str] = set()
     if audit.smoke == "all":
         smoke = set(mine)

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT = 10.0
+BLOBS_PER_QUERY = 500
+"""Below SQLite's oldest bound-parameter limit (999)."""
 
 
 def default_history_path(env: Mapping[str, str] | None = None) -> Path:
@@ -61,10 +63,34 @@ class PreviousRun:
     started_at: str
     tags: Mapping[str, Mapping[str, str]]
     """image -> tag -> digest."""
-    verdicts: Mapping[tuple[str, str], Mapping[str, list[tuple[str, str, dict[str, Any]]]]] = field(
+    verdicts: Mapping[tuple[str, str], Mapping[str, list[tuple[str, str, Mapping[str, Any]]]]] = field(
         default_factory=dict
     )
     """(image, digest) -> rule -> [(verdict, message, details)]."""
+
+
+class StoredDetails(Mapping[str, Any]):
+    """A verdict's stored `details`, parsed on first use: drift reads the details of few rules (new CVEs),
+    and parsing every previous verdict's JSON up front was half the time of reading the previous run."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._parsed: dict[str, Any] | None = None
+
+    def _doc(self) -> dict[str, Any]:
+        if self._parsed is None:
+            parsed = json.loads(self._text)
+            self._parsed = parsed if isinstance(parsed, dict) else {}
+        return self._parsed
+
+    def __getitem__(self, key: str) -> Any:
+        return self._doc()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._doc())
+
+    def __len__(self) -> int:
+        return len(self._doc())
 
 
 def _history_error(path: Path, err: sqlite3.Error) -> InputError:
@@ -174,47 +200,46 @@ class HistoryStore:
             return int(cursor.lastrowid or 0)
 
     def finish_run(self, run_id: int, report: AuditReport, finished_at: str) -> None:
-        """Everything the run observed, in one transaction: all of it or (after a crash) none of it."""
+        """Everything the run observed, in one transaction: all of it or (after a crash) none of it.
+        One statement per table (a warm run writes thousands of rows; per-release statements cost more)."""
+        observations = [
+            (run_id, image.image, image.repository, tag, digest)
+            for image in report.images
+            if image.error is None  # not listed tonight: drift keeps comparing with the last night that listed it
+            for tag, digest in sorted(image.tags.items())
+        ]
+        releases = [
+            (
+                run_id,
+                r.image,
+                r.digest,
+                json.dumps(list(r.tags)),
+                r.created,
+                r.compressed_size,
+                r.verdict.value,
+                r.error,
+            )
+            for r in report.releases
+        ]
+        verdicts = [
+            (run_id, r.image, r.digest, c.rule, c.platform, c.verdict.value, c.message, _details_json(c.details))
+            for r in report.releases
+            for c in r.checks
+        ]
         with self._guard(), self._transaction() as conn:
-            for image in report.images:
-                if image.error is not None:
-                    continue  # not listed tonight: drift keeps comparing with the last night that listed it
-                conn.executemany(
-                    "INSERT INTO observations (run_id, image, repository, tag, digest) VALUES (?, ?, ?, ?, ?)",
-                    [(run_id, image.image, image.repository, t, d) for t, d in sorted(image.tags.items())],
-                )
-            for r in report.releases:
-                conn.execute(
-                    "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run_id,
-                        r.image,
-                        r.digest,
-                        json.dumps(list(r.tags)),
-                        r.created,
-                        r.compressed_size,
-                        r.verdict.value,
-                        r.error,
-                    ),
-                )
-                conn.executemany(
-                    "INSERT INTO verdicts (run_id, image, digest, rule, platform, verdict, message, details)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            run_id,
-                            r.image,
-                            r.digest,
-                            c.rule,
-                            c.platform,
-                            c.verdict.value,
-                            c.message,
-                            json.dumps(dict(c.details), default=str),
-                        )
-                        for c in r.checks
-                    ],
-                )
+            conn.executemany(
+                "INSERT INTO observations (run_id, image, repository, tag, digest) VALUES (?, ?, ?, ?, ?)", observations
+            )
+            conn.executemany(
+                "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                releases,
+            )
+            conn.executemany(
+                "INSERT INTO verdicts (run_id, image, digest, rule, platform, verdict, message, details)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                verdicts,
+            )
             conn.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ?, verdict = ? WHERE id = ?",
                 (finished_at, report.verdict.value, run_id),
@@ -233,7 +258,7 @@ class HistoryStore:
             if row is None:
                 return None
             tags = self._last_tags(limit)
-            verdicts: dict[tuple[str, str], dict[str, list[tuple[str, str, dict[str, Any]]]]] = {}
+            verdicts: dict[tuple[str, str], dict[str, list[tuple[str, str, Mapping[str, Any]]]]] = {}
             for image, digest, rule, verdict, message, details in self._conn.execute(
                 "SELECT v.image, v.digest, v.rule, v.verdict, v.message, v.details FROM verdicts v JOIN ("
                 " SELECT image, digest, MAX(run_id) AS last FROM releases JOIN runs ON runs.id = run_id"
@@ -242,7 +267,7 @@ class HistoryStore:
                 (limit,),
             ):
                 rules = verdicts.setdefault((image, digest), {})
-                rules.setdefault(rule, []).append((verdict, message, json.loads(details)))
+                rules.setdefault(rule, []).append((verdict, message, StoredDetails(details)))
         return PreviousRun(int(row[0]), str(row[1]), tags, verdicts)
 
     def last_tags(self, before: int | None = None) -> dict[str, dict[str, str]]:
@@ -292,12 +317,36 @@ class HistoryStore:
             row = self._conn.execute("SELECT media_type, body FROM blobs WHERE digest = ?", (digest,)).fetchone()
         return (str(row[0]), bytes(row[1])) if row else None
 
+    def get_blobs(self, digests: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+        """`get_blob` for many digests in a few statements: a warm run reads hundreds of cached
+        manifests and configs, and one query per digest (each taking the lock) costs more than the rows."""
+        wanted = list(dict.fromkeys(digests))
+        found: dict[str, tuple[str, bytes]] = {}
+        with self._guard():
+            for start in range(0, len(wanted), BLOBS_PER_QUERY):
+                chunk = wanted[start : start + BLOBS_PER_QUERY]
+                marks = ", ".join("?" * len(chunk))
+                for digest, media_type, body in self._conn.execute(
+                    f"SELECT digest, media_type, body FROM blobs WHERE digest IN ({marks})", chunk
+                ):
+                    found[str(digest)] = (str(media_type), bytes(body))
+        return found
+
     def put_blob(self, digest: str, media_type: str, body: bytes) -> None:
         """Immutable content under its own digest (the caller verified it): written once, never updated."""
         with self._guard():
             self._conn.execute(
                 "INSERT OR IGNORE INTO blobs (digest, media_type, body) VALUES (?, ?, ?)", (digest, media_type, body)
             )
+
+
+def _details_json(details: Mapping[str, Any]) -> str:
+    """`json.dumps(dict(details), default=str)`, the same text, without building an encoder per call
+    unless a value needs `str` (the plain call reuses the standard library's shared encoder)."""
+    try:
+        return json.dumps(dict(details))
+    except TypeError:
+        return json.dumps(dict(details), default=str)
 
 
 class _Guard:
