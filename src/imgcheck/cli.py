@@ -5,6 +5,7 @@ Heavy modules (the pipeline, registry, docker, sigstore) are imported inside com
 would evaluate every string annotation twice per command on every start.
 """
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -253,9 +254,24 @@ def policy_validate(file: Annotated[Path, typer.Argument(help="Policy YAML file.
         typer.echo(line)
 
 
+SHORT_RUN_GC_THRESHOLDS = (10_000, 10, 10)
+"""Python's defaults are (700, 10, 10): a young-generation collection every 700 net allocations, most of
+them during imports, of objects that live until exit. Only the first threshold is raised (the older
+generations keep their default cadence relative to it)."""
+
+
 def main() -> None:
-    """Console entry point; usage errors from typer/click exit 2 as the contract says."""
-    app()
+    """Console entry point; usage errors from typer/click exit 2 as the contract says.
+
+    The collector is tuned for a command that runs and exits: collections are rarer (cycles are still
+    collected, so a long audit's memory stays bounded), and everything alive at the end is frozen so
+    the interpreter's exit does not traverse it all again (~15 ms of every run). Output is written and
+    files are closed before this returns; nothing imgcheck leaves to exit depends on collecting cycles."""
+    gc.set_threshold(*SHORT_RUN_GC_THRESHOLDS)
+    try:
+        app()
+    finally:
+        gc.freeze()
 
 
 if __name__ == "__main__":
