@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgcheck.errors import RegistryError
 from imgcheck.facts import Descriptor, ImageFacts, PlatformFacts, TagFacts
 from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient, TagState
 from imgcheck.registry.reference import Reference
 from imgcheck.semver import Release, highest, releases
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 ATTESTATION_TYPE = "attestation-manifest"
 MAX_TAGS_RESOLVED = 1000
@@ -413,20 +417,24 @@ class Gatherer:
 
     def previous_release(self, facts: ImageFacts, repo: _RepoTags, on_digest: tuple[str, ...]) -> TagFacts | None:
         """The next-lower semver release; for branch builds with no semver tags, the newest older build."""
-        current = highest(on_digest)
-        candidate: TagFacts | None = None
-        if current is not None:
-            lower = [r for r in repo.releases if r.version < current.version and not r.prerelease]
-            if lower:
-                candidate = repo.by_tag[lower[-1].tag]
-        elif not repo.releases:
-            own = parse_time(facts.platforms[0].created)
-            older = [t for t in repo.tags if t.digest != facts.digest and t.created and own and t.created < own]
-            if older:
-                candidate = max(older, key=lambda t: t.created or datetime.min)
+        created = facts.platforms[0].created if facts.platforms else None
+        candidate = previous_tag(repo, on_digest, created, facts.digest)
         if candidate is None:
             return None
         return self.tag_facts(facts.registry, facts.repository, candidate.tag, with_sizes=True)
+
+
+def previous_tag(repo: _RepoTags, on_digest: Sequence[str], created: str | None, digest: str) -> TagFacts | None:
+    """The tag `previous_release` reads: below the highest release on the digest, the highest final
+    release; on a digest with no release tag in a repository without any, the newest build created
+    before it (`created`: its config's) on another digest. None when there is no such tag."""
+    current = highest(on_digest)
+    if current is not None:
+        return repo.release_below(current.version)
+    if repo.releases:
+        return None
+    own = parse_time(created)
+    return repo.build_before(own, digest) if own is not None else None
 
 
 @dataclass(frozen=True)
@@ -453,6 +461,12 @@ class _RepoTags:
     by_tag: Mapping[str, TagFacts] = field(init=False)
     by_digest: Mapping[str, tuple[str, ...]] = field(init=False)
     releases: tuple[Release, ...] = field(init=False)
+    _finals: tuple[Release, ...] = field(init=False, repr=False)
+    """The releases that are not pre-releases, lowest first, and their versions (for bisect)."""
+    _final_versions: tuple[Version, ...] = field(init=False, repr=False)
+    _dated: tuple[TagFacts, ...] = field(init=False, repr=False)
+    """The tags with a `created`, oldest first (equally old ones in `tags` order), and their times."""
+    _created: tuple[datetime, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         by_digest: dict[str, list[str]] = {}
@@ -461,6 +475,30 @@ class _RepoTags:
         object.__setattr__(self, "by_tag", {t.tag: t for t in self.tags})
         object.__setattr__(self, "by_digest", {d: tuple(tags) for d, tags in by_digest.items()})
         object.__setattr__(self, "releases", tuple(releases(self.by_tag)))
+        finals = tuple(r for r in self.releases if not r.prerelease)
+        object.__setattr__(self, "_finals", finals)
+        object.__setattr__(self, "_final_versions", tuple(r.version for r in finals))
+        dated = sorted(((t.created, t) for t in self.tags if t.created is not None), key=lambda pair: pair[0])
+        object.__setattr__(self, "_dated", tuple(t for _, t in dated))
+        object.__setattr__(self, "_created", tuple(created for created, _ in dated))
+
+    def release_below(self, version: Version) -> TagFacts | None:
+        """The highest final release below `version` (of equal ones, the last as sorted): a bisect, not a
+        pass over every release for each of an audit's hundreds of digests."""
+        index = bisect_left(self._final_versions, version)
+        return self.by_tag[self._finals[index - 1].tag] if index else None
+
+    def build_before(self, created: datetime, digest: str) -> TagFacts | None:
+        """The newest tag created before `created` that is not on `digest` (of equally new ones, the first
+        in `tags` order). The newest times are tried first, so only tags as old as the answer are read."""
+        end = bisect_left(self._created, created)
+        while end:
+            start = bisect_left(self._created, self._created[end - 1], 0, end)
+            for tag in self._dated[start:end]:
+                if tag.digest != digest:
+                    return tag
+            end = start
+        return None
 
 
 def _considered(tags: Sequence[str]) -> tuple[str, ...]:
