@@ -15,7 +15,14 @@ call, and the query plans of the history reads (`EXPLAIN QUERY PLAN`: a `SCAN` o
 nothing for last_tags and finish_run; the last 60 nights for nights (the trend chart); and for previous_run
 the digests ever verified, which it returns (printed: 2x over the year, as the window of 100 moves).
 
-    python bench/history.py [--nights 30,180,365] [--digests 100] [--reps 5]
+It also prints the file's size at each checkpoint (after a WAL checkpoint: what a CI cache keeps), the
+bytes of every table and index (SQLite's `dbstat`), and at the last checkpoint the text bytes per column
+(details vs messages vs keys). The rules' details are those of an unchanged digest: the same every night
+(size, labels, tags, config, platforms and signature judge immutable content), except the signature verdict
+that flips now and then; `--details nightly` puts the night in every rule's details (the worst case: every
+outcome new every night, as smoke's `seconds` or a Trivy report's age would make it).
+
+    python bench/history.py [--nights 30,180,365] [--digests 100] [--reps 5] [--details stable|nightly]
 """
 
 from __future__ import annotations
@@ -79,8 +86,9 @@ class Repository:
         return found
 
 
-def night_report(repos: list[Repository], night: int, started: str) -> AuditReport:
-    """What one audit of every digest reports: the tag inventory and 6 rule verdicts per digest."""
+def night_report(repos: list[Repository], night: int, started: str, nightly: bool = False) -> AuditReport:
+    """What one audit of every digest reports: the tag inventory and 6 rule verdicts per digest (`nightly`:
+    with the night in every rule's details)."""
     inventories, releases = [], []
     for repo in repos:
         tags = repo.tags()
@@ -94,7 +102,14 @@ def night_report(repos: list[Repository], night: int, started: str) -> AuditRepo
             for rule in RULES:
                 failing = rule == "signature" and (index + night) % 41 == 0  # a verdict flips now and then
                 verdict = Verdict.FAIL if failing else Verdict.PASS
-                details = {"rule": rule, "digest": digest[:19], "night": night, "limit": 500_000_000, "ok": not failing}
+                details: dict[str, object] = {
+                    "rule": rule,
+                    "digest": digest[:19],
+                    "limit": 500_000_000,
+                    "ok": not failing,
+                }
+                if nightly:
+                    details["night"] = night
                 checks.append(
                     CheckResult(rule, verdict, f"{rule}: {'no signature found' if failing else 'ok'}", None, details)
                 )
@@ -127,7 +142,9 @@ def _median_ms(fn: Callable[[], object], reps: int) -> float:
     return statistics.median(times) * 1000
 
 
-def measure_night(path: Path, repos: list[Repository], night: int, reps: int) -> tuple[dict[str, float], list[str]]:
+def measure_night(
+    path: Path, repos: list[Repository], night: int, reps: int, nightly: bool
+) -> tuple[dict[str, float], list[str]]:
     """One audit's calls on the history, each timed; and the SELECTs previous_run and last_tags run."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -148,7 +165,7 @@ def measure_night(path: Path, repos: list[Repository], night: int, reps: int) ->
         store.last_tags(before=run)
         store.previous_run(before=run)
         store._conn.set_trace_callback(None)
-        report = night_report(repos, night, started)
+        report = night_report(repos, night, started, nightly)
         start = time.perf_counter()
         store.finish_run(run, report, started)
         timings["finish_run"] = (time.perf_counter() - start) * 1000
@@ -178,7 +195,7 @@ def release_day(repos: list[Repository], night: int) -> None:
             repo.push(START + timedelta(days=night, hours=-12))
 
 
-def record_nights(store: HistoryStore, repos: list[Repository], first: int, last: int) -> None:
+def record_nights(store: HistoryStore, repos: list[Repository], first: int, last: int, nightly: bool) -> None:
     """Nights `first`..`last - 1`, each recorded as an audit records it (plus the odd crashed run)."""
     for night in range(first, last):
         release_day(repos, night)
@@ -186,7 +203,40 @@ def record_nights(store: HistoryStore, repos: list[Repository], first: int, last
         if night % CRASH_EVERY == CRASH_EVERY - 1:
             store.begin_run(started, "policy.yaml", "0.1.0")  # killed: never finished
         run = store.begin_run(started, "policy.yaml", "0.1.0")
-        store.finish_run(run, night_report(repos, night, started), started)
+        store.finish_run(run, night_report(repos, night, started, nightly), started)
+
+
+def file_bytes(path: Path) -> tuple[int, dict[str, int]]:
+    """The file's size once its WAL is checkpointed into it, and the bytes of each table and index
+    (`dbstat`; an SQLite built without it gives only the total)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        try:
+            rows = conn.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+        except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+            rows = []
+    finally:
+        conn.close()
+    return path.stat().st_size, {str(name): int(size) for name, size in rows}
+
+
+def column_bytes(path: Path) -> list[tuple[str, int]]:
+    """Bytes of text and blob values per table column (the payload: details vs messages vs keys)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    found = []
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        for table in tables:
+            if table.startswith("sqlite_"):
+                continue
+            for _cid, column, declared, *_ in conn.execute(f"PRAGMA table_info({table})"):
+                if str(declared).upper() in {"TEXT", "BLOB", ""}:
+                    (size,) = conn.execute(f"SELECT TOTAL(length(CAST({column} AS BLOB))) FROM {table}").fetchone()
+                    found.append((f"{table}.{column}", int(size)))
+    finally:
+        conn.close()
+    return sorted(found, key=lambda item: -item[1])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--digests", type=int, default=100, help="digests per image")
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each read-only call (median)")
     parser.add_argument("--plans", action=argparse.BooleanOptionalAction, default=True, help="print query plans")
+    parser.add_argument(
+        "--details", choices=("stable", "nightly"), default="stable", help="nightly: the night in every rule's details"
+    )
     args = parser.parse_args(argv)
     checkpoints = sorted({int(n) for n in args.nights.split(",")})
+    nightly = args.details == "nightly"
     results: dict[int, dict[str, float]] = {}
+    sizes: dict[int, tuple[int, dict[str, int]]] = {}
+    columns: list[tuple[str, int]] = []
     with tempfile.TemporaryDirectory(prefix="imgcheck-bench-history-") as tmp:
         path = Path(tmp) / "history.sqlite"
         repos = [Repository(image, args.digests) for image in IMAGES]
@@ -209,16 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         build = time.perf_counter()
         for checkpoint in checkpoints:
             with HistoryStore.open(path) as store:
-                record_nights(store, repos, done, checkpoint - 1)
+                record_nights(store, repos, done, checkpoint - 1, nightly)
             # the checkpoint's own night is the measured audit: N - 1 complete nights before it, N after
             release_day(repos, checkpoint - 1)
-            results[checkpoint], statements = measure_night(path, repos, checkpoint - 1, args.reps)
+            results[checkpoint], statements = measure_night(path, repos, checkpoint - 1, args.reps, nightly)
             done = checkpoint
             size = path.stat().st_size + (
                 path.with_name(path.name + "-wal").stat().st_size if path.with_name(path.name + "-wal").exists() else 0
             )
             print(f"recorded {checkpoint} nights ({size / 1e6:.0f} MB) in {time.perf_counter() - build:.0f} s")
+            sizes[checkpoint] = file_bytes(path)
         plans = query_plans(path, statements) if args.plans else []
+        columns = column_bytes(path)
     width = max(len(c) for c in CALLS)
     print()
     print(f"{'call (ms)':<{width}}  " + "  ".join(f"{n:>8} n" for n in checkpoints) + "   last/first")
@@ -233,6 +291,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(history grew {checkpoints[-1] / checkpoints[0]:.1f}x; {len(IMAGES)} images x {args.digests} digests x"
         f" {len(RULES)} rules per night)"
     )
+    print()
+    print(f"{'file (MB, checkpointed)':<32}  " + "  ".join(f"{sizes[n][0] / 1e6:>10.1f}" for n in checkpoints))
+    names = sorted(
+        {name for _, parts in sizes.values() for name in parts}, key=lambda n: -sizes[checkpoints[-1]][1].get(n, 0)
+    )
+    for name in names:
+        cells = "  ".join(f"{sizes[n][1].get(name, 0) / 1e6:>10.2f}" for n in checkpoints)
+        print(f"  {name:<30}  {cells}")
+    print()
+    print(f"text and blob bytes per column at {checkpoints[-1]} nights (MB; the rest: keys, headers, free space):")
+    for column, size in columns:
+        if size >= 10_000:
+            print(f"  {column:<28}  {size / 1e6:>10.2f}")
     if plans:
         print()
         print(f"query plans at {checkpoints[-1]} nights:")

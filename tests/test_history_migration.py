@@ -1,7 +1,7 @@
-"""Schema 3 of the audit history: an existing schema-2 file migrates in one transaction and keeps its rows,
-and the indexed previous_run / last_tags answer exactly as the version-2 queries (kept here as the
-reference) did, on a multi-night history with crashed runs, unlisted images and digests not verified
-every night."""
+"""Schema 3 of the audit history: an existing schema-2 file migrates in one transaction (on through 4) and
+keeps its rows, and the indexed previous_run / last_tags answer exactly as the version-2 queries (kept here
+as the reference) did, on a multi-night history with crashed runs, unlisted images and digests not verified
+every night. Schema 4 (outcomes stored once): tests/test_history_dedupe.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from imgcheck.audit.model import AuditReport, ImageInventory, Release
-from imgcheck.audit.store import MIGRATIONS, HistoryStore
+from imgcheck.audit.store import MIGRATIONS, SCHEMA_VERSION, HistoryStore
 from imgcheck.errors import InputError
 from imgcheck.report.model import CheckResult
 from imgcheck.verdict import Verdict
@@ -33,8 +33,6 @@ REFERENCE_TAGS = (
     " WHERE status = 'complete' AND run_id < ? GROUP BY image"
     ") l ON o.image = l.image AND o.run_id = l.last"
 )
-SCHEMA_2 = MIGRATIONS[0] + MIGRATIONS[1]
-"""What an existing user's file holds: the statements of versions 1 and 2."""
 
 Answers = tuple[int | None, dict[str, dict[str, str]], dict[tuple[str, str], dict[str, list[tuple[str, str, Any]]]]]
 
@@ -153,19 +151,84 @@ def test_previous_run_and_last_tags_answer_as_the_version_2_queries(tmp_path: Pa
     assert tags == {"producer": {"v1.0.0": D1, "latest": D2}, "consumer": {"v2.0.0": D3}}
 
 
+def legacy_record(conn: sqlite3.Connection, history: list[AuditReport | None], *, verified: bool) -> list[int]:
+    """Rows as the store of schemas 1 to 3 wrote them, with its statements (kept here as the reference):
+    begin_run, then finish_run's rows in one go; `verified`: schema 3's verified_digests too."""
+    runs = []
+    for audit in history:
+        started = audit.started_at if audit is not None else "2026-11-22T23:00:00Z"
+        cursor = conn.execute(
+            "INSERT INTO runs (started_at, policy, imgcheck_version, status) VALUES (?, ?, ?, 'running')",
+            (started, "p.yaml", "0.1.0"),
+        )
+        run = int(cursor.lastrowid or 0)
+        runs.append(run)
+        if audit is None:  # killed
+            continue
+        conn.executemany(
+            "INSERT INTO observations (run_id, image, repository, tag, digest) VALUES (?, ?, ?, ?, ?)",
+            [
+                (run, i.image, i.repository, tag, digest)
+                for i in audit.images
+                if i.error is None
+                for tag, digest in sorted(i.tags.items())
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    run,
+                    r.image,
+                    r.digest,
+                    json.dumps(list(r.tags)),
+                    r.created,
+                    r.compressed_size,
+                    r.verdict.value,
+                    r.error,
+                )
+                for r in audit.releases
+            ],
+        )
+        if verified:
+            conn.executemany(
+                "INSERT OR IGNORE INTO verified_digests (image, digest) VALUES (?, ?)",
+                [(r.image, r.digest) for r in audit.releases],
+            )
+        conn.executemany(
+            "INSERT INTO verdicts (run_id, image, digest, rule, platform, verdict, message, details)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run, r.image, r.digest, c.rule, c.platform, c.verdict.value, c.message, json.dumps(dict(c.details)))
+                for r in audit.releases
+                for c in r.checks
+            ],
+        )
+        conn.execute(
+            "UPDATE runs SET status = 'complete', finished_at = ?, verdict = ? WHERE id = ?",
+            (audit.started_at, audit.verdict.value, run),
+        )
+    return runs
+
+
+def legacy_file(db: Path, version: int, history: list[AuditReport | None]) -> list[int]:
+    """A file an imgcheck of schema `version` (1 to 3) wrote: its migrations' statements, then its rows."""
+    conn = sqlite3.connect(db)
+    for statements in MIGRATIONS[:version]:
+        for statement in statements:
+            conn.execute(statement)
+    runs = legacy_record(conn, history, verified=version >= 3)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.commit()
+    conn.close()
+    return runs
+
+
 def schema_2_file(db: Path) -> None:
     """A file an imgcheck of schema 2 wrote: nights 1, 2 and 4 recorded, night 3 crashed, rows as it wrote them."""
-    written = db.with_suffix(".v3")
-    with HistoryStore.open(written) as store:
-        record(store, nights()[:4])
-    source = sqlite3.connect(written)
+    legacy_file(db, 2, nights()[:4])
     conn = sqlite3.connect(db)
-    for statement in SCHEMA_2:
-        conn.execute(statement)
-    for table in ("runs", "observations", "releases", "verdicts"):
-        rows = source.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
-        marks = ", ".join("?" * len(rows[0]))
-        conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
     # rows under the crashed run 3 (as a writer that died mid-way could leave them): never counted
     conn.execute("INSERT INTO observations VALUES (3, 'producer', 'org/producer', 'latest', ?)", (D3,))
     conn.execute("INSERT INTO releases VALUES (3, 'producer', ?, '[]', NULL, NULL, 'fail', NULL)", (D2,))
@@ -174,7 +237,6 @@ def schema_2_file(db: Path) -> None:
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
-    source.close()
 
 
 def counts(db: Path) -> dict[str, int]:
@@ -195,18 +257,18 @@ def schema(db: Path) -> tuple[int, set[str]]:
         conn.close()
 
 
-def test_a_schema_2_audit_history_migrates_to_3_and_keeps_its_rows_and_answers(tmp_path: Path) -> None:
+def test_a_schema_2_audit_history_migrates_through_3_to_4_and_keeps_its_rows_and_answers(tmp_path: Path) -> None:
     db = tmp_path / "h.sqlite"
     schema_2_file(db)
     before_rows = counts(db)
     expected = {before: reference(db, before) for before in (None, 1, 2, 3, 4, 5)}
     assert schema(db)[0] == 2 and "verified_digests" not in schema(db)[1]
     with HistoryStore.open(db) as store:
-        assert store.version == 3
+        assert store.version == SCHEMA_VERSION == 4
         assert {before: answers(store, before) for before in expected} == expected
         assert [r[2] for r in store.runs()] == ["complete", "complete", "running", "complete"]
     version, names = schema(db)
-    assert version == 3 and {"verified_digests", "releases_by_digest", "observations_by_image"} <= names
+    assert version == 4 and {"verified_digests", "releases_by_digest", "observations_by_image", "outcomes"} <= names
     assert counts(db) == before_rows
     conn = sqlite3.connect(db)
     pairs = set(conn.execute("SELECT image, digest FROM verified_digests"))
@@ -244,9 +306,10 @@ def test_an_audit_history_of_a_newer_schema_is_refused_and_left_alone(tmp_path: 
     conn.commit()
     conn.close()
     rows = counts(db)
-    with pytest.raises(InputError, match=f"schema version {len(MIGRATIONS) + 1}; this imgcheck knows up to 3") as err:
+    newer = f"schema version {SCHEMA_VERSION + 1}; this imgcheck knows up to {SCHEMA_VERSION}"
+    with pytest.raises(InputError, match=newer) as err:
         HistoryStore.open(db)
     assert "upgrade imgcheck" in (err.value.hint or "") and "\n" not in str(err.value)
     version, names = schema(db)
-    assert version == 4 and "verified_digests" not in names
+    assert version == SCHEMA_VERSION + 1 and "verified_digests" not in names
     assert counts(db) == rows

@@ -15,74 +15,25 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 from imgcheck.audit.model import AuditReport, Night
+from imgcheck.audit.schema import (
+    DEDUPED_VERSION,
+    LAST_CHECKS,
+    LAST_TAGS,
+    LAST_VERDICTS,
+    MIGRATIONS,
+    REUSED_RELEASES,
+    SCHEMA_VERSION,
+)
 from imgcheck.errors import InputError
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    # 1: the first schema.
-    (
-        "CREATE TABLE runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL, finished_at TEXT,"
-        " policy TEXT NOT NULL, imgcheck_version TEXT NOT NULL, status TEXT NOT NULL, verdict TEXT)",
-        "CREATE TABLE observations (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
-        " repository TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (run_id, image, tag))",
-        "CREATE TABLE releases (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
-        " digest TEXT NOT NULL, tags TEXT NOT NULL, created TEXT, compressed_size INTEGER,"
-        " verdict TEXT NOT NULL, error TEXT, PRIMARY KEY (run_id, image, digest))",
-        "CREATE TABLE verdicts (run_id INTEGER NOT NULL REFERENCES runs(id), image TEXT NOT NULL,"
-        " digest TEXT NOT NULL, rule TEXT NOT NULL, platform TEXT, verdict TEXT NOT NULL,"
-        " message TEXT NOT NULL, details TEXT NOT NULL)",
-        "CREATE TABLE blobs (digest TEXT PRIMARY KEY, media_type TEXT NOT NULL, body BLOB NOT NULL)",
-    ),
-    # 2: drift looks up the previous run's rows by image; the trend reads releases per run.
-    (
-        "CREATE INDEX verdicts_by_run ON verdicts (run_id, image, digest)",
-        "CREATE INDEX runs_by_status ON runs (status, id)",
-    ),
-    # 3: the previous run's rows found by index, not by grouping the whole history (a year of nights made
-    # previous_run 145 ms and last_tags 72 ms, growing with every night; bench/history.py). verified_digests
-    # holds every (image, digest) that has releases rows (finish_run adds to it): what previous_run walks,
-    # since SQLite cannot skip through an index to its distinct pairs.
-    (
-        "CREATE INDEX releases_by_digest ON releases (image, digest, run_id)",
-        "CREATE INDEX observations_by_image ON observations (image, run_id)",
-        "CREATE TABLE verified_digests (image TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (image, digest))"
-        " WITHOUT ROWID",
-        "INSERT INTO verified_digests (image, digest) SELECT DISTINCT image, digest FROM releases",
-    ),
-)
-SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT = 10.0
 BLOBS_PER_QUERY = 500
 """Below SQLite's oldest bound-parameter limit (999)."""
-
-
-_LAST_VERDICTS = (
-    "SELECT v.image, v.digest, v.rule, v.verdict, v.message, v.details"
-    " FROM verified_digests p CROSS JOIN verdicts v"  # CROSS: each digest's last run first, then its verdicts
-    " ON v.image = p.image AND v.digest = p.digest AND v.run_id = ("
-    "  SELECT r.run_id FROM releases r JOIN runs ON runs.id = r.run_id"
-    "  WHERE r.image = p.image AND r.digest = p.digest AND r.run_id < ? AND runs.status = 'complete'"
-    "  ORDER BY r.run_id DESC LIMIT 1)"
-)
-"""Per (image, digest) ever verified, the verdicts of the last complete run before `?` that verified it:
-one index seek per digest (releases_by_digest), however many nights the history holds."""
-_LAST_TAGS = (
-    "WITH RECURSIVE listed(image) AS ("
-    "  SELECT MIN(image) FROM observations"
-    "  UNION ALL SELECT (SELECT MIN(image) FROM observations WHERE image > listed.image)"
-    "  FROM listed WHERE listed.image IS NOT NULL)"
-    " SELECT o.image, o.tag, o.digest FROM listed CROSS JOIN observations o"  # CROSS: each image, then its rows
-    " ON o.image = listed.image AND o.run_id = ("
-    "  SELECT l.run_id FROM observations l JOIN runs ON runs.id = l.run_id"
-    "  WHERE l.image = listed.image AND l.run_id < ? AND runs.status = 'complete'"
-    "  ORDER BY l.run_id DESC LIMIT 1)"
-)
-"""Per image ever listed, its tags as the last complete run before `?` that listed it saw them. The images
-are walked one index seek each (observations_by_image; SQLite has no loose index scan), so the cost is a
-few seeks per image rather than a pass over every night's observations."""
 
 
 def default_history_path(env: Mapping[str, str] | None = None) -> Path:
@@ -206,6 +157,17 @@ class HistoryStore:
                 for statement in MIGRATIONS[number - 1]:
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version = {number}")
+        if 0 < current < DEDUPED_VERSION <= SCHEMA_VERSION:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Give back the pages of the dropped `verdicts` table (2/3 of a year-old file) at once, so the file a
+        CI cache keeps shrinks now rather than only refilling its free pages night by night. Best effort:
+        the migration is committed, and a VACUUM that cannot run (disk full, another reader) loses nothing."""
+        try:
+            self._conn.execute("VACUUM")
+        except sqlite3.Error:
+            return
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -238,47 +200,54 @@ class HistoryStore:
 
     def finish_run(self, run_id: int, report: AuditReport, finished_at: str) -> None:
         """Everything the run observed, in one transaction: all of it or (after a crash) none of it.
-        One statement per table (a warm run writes thousands of rows; per-release statements cost more)."""
+        A few statements per table (a warm run writes thousands of rows; per-release statements cost more).
+        Each check's outcome and each release's check list is looked up among those of its digest's last
+        releases (an unchanged digest finds all of them there) and only what is new is inserted."""
         observations = [
             (run_id, image.image, image.repository, tag, digest)
             for image in report.images
             if image.error is None  # not listed tonight: drift keeps comparing with the last night that listed it
             for tag, digest in sorted(image.tags.items())
         ]
-        releases = [
-            (
-                run_id,
-                r.image,
-                r.digest,
-                json.dumps(list(r.tags)),
-                r.created,
-                r.compressed_size,
-                r.verdict.value,
-                r.error,
-            )
+        checks = [
+            [(c.rule, c.platform, c.verdict.value, c.message, _details_json(c.details)) for c in r.checks]
             for r in report.releases
-        ]
-        verdicts = [
-            (run_id, r.image, r.digest, c.rule, c.platform, c.verdict.value, c.message, _details_json(c.details))
-            for r in report.releases
-            for c in r.checks
         ]
         with self._guard(), self._transaction() as conn:
+            known_outcomes, known_lists = _last_checks(conn, [(r.image, r.digest) for r in report.releases if r.checks])
+            outcome_ids = _add_rows(
+                conn,
+                "outcomes",
+                "rule, platform, verdict, message, details",
+                known_outcomes,
+                chain.from_iterable(checks),
+            )
+            lists = [(_id_list(outcome_ids[outcome] for outcome in found),) if found else None for found in checks]
+            list_ids = _add_rows(conn, "check_lists", "outcomes", known_lists, filter(None, lists))
+            releases = [
+                (
+                    run_id,
+                    r.image,
+                    r.digest,
+                    json.dumps(list(r.tags)),
+                    r.created,
+                    r.compressed_size,
+                    r.verdict.value,
+                    r.error,
+                    None if text is None else list_ids[text],  # None: no checks (the digest could not be verified)
+                )
+                for r, text in zip(report.releases, lists, strict=True)
+            ]
             conn.executemany(
                 "INSERT INTO observations (run_id, image, repository, tag, digest) VALUES (?, ?, ?, ?, ?)", observations
             )
             conn.executemany(
-                "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error,"
+                " check_list) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 releases,
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO verified_digests (image, digest) VALUES (?, ?)", [r[1:3] for r in releases]
-            )
-            conn.executemany(
-                "INSERT INTO verdicts (run_id, image, digest, rule, platform, verdict, message, details)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                verdicts,
             )
             conn.execute(
                 "UPDATE runs SET status = 'complete', finished_at = ?, verdict = ? WHERE id = ?",
@@ -299,7 +268,7 @@ class HistoryStore:
                 return None
             tags = self._last_tags(limit)
             verdicts: dict[tuple[str, str], dict[str, list[tuple[str, str, Mapping[str, Any]]]]] = {}
-            for image, digest, rule, verdict, message, details in self._conn.execute(_LAST_VERDICTS, (limit,)):
+            for image, digest, rule, verdict, message, details in self._conn.execute(LAST_VERDICTS, (limit,)):
                 rules = verdicts.setdefault((image, digest), {})
                 rules.setdefault(rule, []).append((verdict, message, StoredDetails(details)))
         return PreviousRun(int(row[0]), str(row[1]), tags, verdicts)
@@ -312,7 +281,7 @@ class HistoryStore:
 
     def _last_tags(self, limit: int) -> dict[str, dict[str, str]]:
         tags: dict[str, dict[str, str]] = {}
-        for image, tag, digest in self._conn.execute(_LAST_TAGS, (limit,)):
+        for image, tag, digest in self._conn.execute(LAST_TAGS, (limit,)):
             tags.setdefault(image, {})[tag] = digest
         return tags
 
@@ -366,6 +335,48 @@ class HistoryStore:
             self._conn.execute(
                 "INSERT OR IGNORE INTO blobs (digest, media_type, body) VALUES (?, ?, ?)", (digest, media_type, body)
             )
+
+
+Outcome = tuple[str, str | None, str, str, str]
+"""One check's stored outcome: rule, platform, verdict, message and details (JSON text)."""
+
+
+def _id_list(ids: Iterable[int]) -> str:
+    """A check list as `check_lists.outcomes` holds it: the text migration 4's `json_group_array` writes."""
+    return "[" + ",".join(map(str, ids)) + "]"
+
+
+def _last_checks(
+    conn: sqlite3.Connection, digests: list[tuple[str, str]]
+) -> tuple[dict[Outcome, int], dict[tuple[str], int]]:
+    """The outcomes and check lists (`(text,)`), with their ids, of the digests' last releases with checks."""
+    outcomes: dict[Outcome, int] = {}
+    lists: dict[tuple[str], int] = {}
+    for list_id, text, outcome_id, rule, platform, verdict, message, details in conn.execute(
+        LAST_CHECKS, (json.dumps(digests), REUSED_RELEASES)
+    ):
+        lists[(str(text),)] = int(list_id)
+        outcomes[(rule, platform, verdict, message, details)] = int(outcome_id)
+    return outcomes, lists
+
+
+def _add_rows(
+    conn: sqlite3.Connection,
+    table: str,
+    columns: str,
+    known: Mapping[tuple[Any, ...], int],
+    wanted: Iterable[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], int]:
+    """The id of each wanted row: the known one, else a new row's, numbered after the table's last id (the
+    caller's transaction holds the write lock, so no other writer takes them)."""
+    ids = dict(known)
+    missing = [row for row in dict.fromkeys(wanted) if row not in ids]
+    if missing:
+        (last,) = conn.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()
+        ids.update((row, int(last) + n) for n, row in enumerate(missing, start=1))
+        marks = ", ".join("?" * (len(missing[0]) + 1))
+        conn.executemany(f"INSERT INTO {table} (id, {columns}) VALUES ({marks})", [(ids[row], *row) for row in missing])
+    return ids
 
 
 def _details_json(details: Mapping[str, Any]) -> str:
