@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fixtures.images import data_layer
 from fixtures.k2 import CURRENT_SEMVER, DEMO_SECRET, K2_NAMES, PREVIOUS_SEMVER, push_k2_image
 from fixtures.security import BUSYBOX_AWK_UAF, XZ_BACKDOOR, trivy_report
@@ -139,3 +141,21 @@ def test_sbom_packages_from_cyclonedx_and_spdx(corpus: Path) -> None:
     spdx = sbom_packages(json.loads((corpus / "guacsec-guac__alpine-spdx.json").read_text()))
     assert cdx and spdx
     assert cdx.get("musl") and spdx.get("musl") and cdx["musl"] == spdx["musl"]
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"bomFormat": "CycloneDX", "components": 5}, {}),
+        ({"bomFormat": "CycloneDX", "components": [{"name": "a", "version": "1", "components": True}]}, {"a": "1"}),
+        ({"spdxVersion": "SPDX-2.3", "packages": {"name": "a"}}, {}),
+        ({"spdxVersion": "SPDX-2.3", "packages": "abc"}, {}),
+    ],
+    ids=["components-int", "nested-components-bool", "packages-object", "packages-string"],
+)
+def test_sbom_packages_of_a_hostile_document_lists_only_what_it_lists(
+    document: dict[str, object], expected: dict[str, str]
+) -> None:
+    """A hand-made or hostile attached SBOM crashed `imgcheck diff` (TypeError on iterating a number);
+    what is not a list lists nothing, and well-formed entries beside it still count."""
+    assert sbom_packages(document) == expected

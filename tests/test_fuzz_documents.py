@@ -272,3 +272,39 @@ def test_a_bundle_whose_tlog_entries_is_not_a_list_is_rejected() -> None:
     att = Attachment("bundle", "fuzz", DIGEST, "application/vnd.dev.sigstore.bundle.v0.3+json", json_bytes(bundle))
     trust = Trust(issuer="https://token.actions.githubusercontent.com", identity=".*")
     assert_outcome(check_attestation(att, [DIGEST], trust))
+
+
+# --- found by the fuzzer: SPDX fields of the wrong shape ----------------------------------------
+# SPDX JSON is checked field by field, not against a schema; `"relationships": 1` crashed the loader
+# with a TypeError (an internal error for the whole image) instead of refusing the document.
+
+SPDX_BAD_SHAPES = {
+    "relationships not a list": ("relationships", 1),
+    "relationships holding a string": ("relationships", ["DESCRIBES"]),
+    "documentDescribes holding an object": ("documentDescribes", [{"id": "SPDXRef-x"}]),
+    "documentDescribes a string": ("documentDescribes", "SPDXRef-DOCUMENT"),
+}
+
+
+def spdx_corpus() -> dict[str, Any]:
+    name = next(n for n in SBOMS if isinstance(corpus_json(n).get("spdxVersion"), str))
+    doc: dict[str, Any] = corpus_json(name)
+    return doc
+
+
+@pytest.mark.parametrize("case", list(SPDX_BAD_SHAPES))
+def test_spdx_fields_of_the_wrong_shape_are_malformed(case: str) -> None:
+    key, value = SPDX_BAD_SHAPES[case]
+    doc = spdx_corpus()
+    doc[key] = value
+    with pytest.raises(MalformedError, match=f"`{key}` must be a list of"):
+        sbomdoc.load(json_bytes(doc))
+
+
+def test_spdx_package_fields_of_the_wrong_shape_are_malformed() -> None:
+    doc = spdx_corpus()
+    described = sbomdoc.load(json_bytes(doc))  # the corpus document loads as it is
+    assert described.format == "spdx"
+    doc["packages"][0]["SPDXID"] = ["not", "a", "string"]
+    with pytest.raises(MalformedError, match=r"packages\[0\]\.SPDXID"):
+        sbomdoc.load(json_bytes(doc))

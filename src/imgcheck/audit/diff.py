@@ -10,12 +10,12 @@ supply-chain discovery), and vulnerabilities fixed and introduced (from the Triv
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from imgcheck import jsontext
 from imgcheck.checks.interface import RuleConfig, RunContext, VerifyOptions
 from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts, PlatformFacts, TagFacts
@@ -180,18 +180,24 @@ def sbom_packages(document: Mapping[str, Any]) -> dict[str, str]:
     """name -> version from a CycloneDX (components, nested) or SPDX (packages) document."""
     out: dict[str, str] = {}
     if document.get("bomFormat") == "CycloneDX":
-        stack = list(document.get("components") or [])
+        stack = _listed(document.get("components"))
         while stack:
             comp = stack.pop()
             if isinstance(comp, Mapping):
                 if comp.get("name"):
                     out[str(comp["name"])] = str(comp.get("version") or "")
-                stack.extend(comp.get("components") or [])
+                stack.extend(_listed(comp.get("components")))
     elif isinstance(document.get("spdxVersion"), str):
-        for pkg in document.get("packages") or []:
+        for pkg in _listed(document.get("packages")):
             if isinstance(pkg, Mapping) and pkg.get("name"):
                 out[str(pkg["name"])] = str(pkg.get("versionInfo") or "")
     return out
+
+
+def _listed(value: Any) -> list[Any]:
+    """A field that should be a list, as one (anything else in a hand-made or hostile SBOM lists nothing):
+    the diff reports what the documents list and must not crash on what they do not."""
+    return list(value) if isinstance(value, list) else []
 
 
 def _documents(content: bytes, kind: str) -> Iterable[Mapping[str, Any]]:
@@ -201,8 +207,8 @@ def _documents(content: bytes, kind: str) -> Iterable[Mapping[str, Any]]:
     try:
         if kind == "dsse":
             content = parse_envelope(content).payload
-        doc = json.loads(content)
-    except (ValueError, MalformedError):
+        doc = jsontext.loads(content)  # absurd nesting is ValueError, not a crash
+    except (ValueError, UnicodeDecodeError, MalformedError):
         return []
     if isinstance(doc, Mapping) and isinstance(doc.get("predicate"), Mapping):
         doc = doc["predicate"]

@@ -153,20 +153,18 @@ def _spdx(doc: Mapping[str, Any]) -> SbomDocument:
         if not isinstance(pkg, dict):
             missing.append(f"packages[{i}] (an object)")
             continue
-        missing += [f"packages[{i}].{k}" for k in ("SPDXID", "name") if not pkg.get(k)]
+        missing += [f"packages[{i}].{k}" for k in ("SPDXID", "name") if not isinstance(pkg.get(k), str) or not pkg[k]]
     if missing:
         raise MalformedError(f"{version} document lacks required fields: {', '.join(missing[:5])}")
 
-    by_id = {p["SPDXID"]: p for p in packages if isinstance(p, dict)}
-    described = set(doc.get("documentDescribes") or [])
-    for rel in doc.get("relationships") or []:
-        if not isinstance(rel, dict):
-            continue
+    by_id = {p["SPDXID"]: p for p in packages}
+    described = set(_list_of(doc, "documentDescribes", str, version))
+    for rel in _list_of(doc, "relationships", dict, version):
         kind = rel.get("relationshipType")
         if kind == "DESCRIBES" and rel.get("spdxElementId") == doc.get("SPDXID"):
-            described.add(rel.get("relatedSpdxElement"))
+            described.add(str(rel.get("relatedSpdxElement")))
         elif kind == "DESCRIBED_BY" and rel.get("relatedSpdxElement") == doc.get("SPDXID"):
-            described.add(rel.get("spdxElementId"))
+            described.add(str(rel.get("spdxElementId")))
     values: list[Any] = []
     subject_name = None
     for spdx_id in described:
@@ -175,14 +173,14 @@ def _spdx(doc: Mapping[str, Any]) -> SbomDocument:
             continue
         subject_name = subject_name or pkg.get("name")
         values.append(pkg.get("versionInfo"))
-        for c in pkg.get("checksums") or []:
-            if isinstance(c, dict) and str(c.get("algorithm", "")).upper() == "SHA256":
+        for c in _list_of(pkg, "checksums", dict, version):
+            if str(c.get("algorithm", "")).upper() == "SHA256":
                 values.append(f"sha256:{c.get('checksumValue', '')}")
-        for ref in pkg.get("externalRefs") or []:
-            if isinstance(ref, dict) and ref.get("referenceType") == "purl":
+        for ref in _list_of(pkg, "externalRefs", dict, version):
+            if ref.get("referenceType") == "purl":
                 values.append(ref.get("referenceLocator"))
-        for text in pkg.get("attributionTexts") or []:
-            if isinstance(text, str) and re.match(r"(?i)(ImageID|RepoDigest):", text):
+        for text in _list_of(pkg, "attributionTexts", str, version):
+            if re.match(r"(?i)(ImageID|RepoDigest):", text):
                 values.append(text)
     licenses: list[tuple[str, str]] = []
     count = 0
@@ -198,3 +196,17 @@ def _spdx(doc: Mapping[str, Any]) -> SbomDocument:
     return SbomDocument(
         "spdx", version, count, tuple(dict.fromkeys(licenses)), frozenset(_digests(values)), subject_name
     )
+
+
+def _list_of(obj: Mapping[str, Any], key: str, kind: type, version: str) -> list[Any]:
+    """`obj[key]` as a list of `kind` (absent or null: empty). SPDX JSON is not schema-validated here, so a
+    field of the wrong shape is a MalformedError naming it, never a crash or a silently skipped entry."""
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(item, kind) for item in value):
+        raise MalformedError(f"{version} document: `{key}` must be a list of {_KIND_NAMES[kind]}")
+    return value
+
+
+_KIND_NAMES: dict[type, str] = {str: "strings", dict: "objects"}
