@@ -21,8 +21,9 @@ EXAMPLES = int(os.environ.get("IMGCHECK_FUZZ_EXAMPLES", "50"))
 
 FUZZ = settings(
     max_examples=EXAMPLES,
-    # `make test` replays the same small slice every run (CI stays deterministic); `make fuzz` explores.
-    derandomize="IMGCHECK_FUZZ_EXAMPLES" not in os.environ,
+    # `make test` replays the same small slice every run and `make fuzz-ci` a large one (CI stays
+    # deterministic: a red CI means a regression, not a lucky draw); `make fuzz` explores.
+    derandomize="IMGCHECK_FUZZ_EXAMPLES" not in os.environ or os.environ.get("IMGCHECK_FUZZ_DERANDOMIZE") == "1",
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
