@@ -123,7 +123,11 @@ class RegistryServer:
         return total
 
     def __enter__(self) -> RegistryServer:
-        return self.start()
+        """Start unless already running: `with start_registry() as r:` must not start a second server on
+        the same port (the first one then outlived the block, one leaked process per test run)."""
+        if self.process is None or self.process.poll() is not None:
+            self.start()
+        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
