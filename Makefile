@@ -21,6 +21,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check src tests fixtures scripts bench
+	$(VENV)/bin/ruff format --check src tests fixtures scripts bench
 	$(VENV)/bin/mypy
 
 ## Property-based fuzzing of every parser of outside input (>= 10,000 examples in total).

@@ -32,9 +32,7 @@ def find_registry_binary() -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise RuntimeError(
-        "docker-registry is not installed: run scripts/setup.sh (apt-get install docker-registry)"
-    )
+    raise RuntimeError("docker-registry is not installed: run scripts/setup.sh (apt-get install docker-registry)")
 
 
 @dataclass
