@@ -55,10 +55,10 @@ def _sizes(ax: Any, report: AuditReport) -> None:
         if not rows:
             continue
         ax.plot(
-            [r.label for r in rows],
+            [_plain(r.label) for r in rows],
             [(r.compressed_size or 0) / 1e6 for r in rows],
             marker="o",
-            label=image.image,
+            label=_plain(image.image),
         )
         plotted = True
     if plotted:
@@ -84,3 +84,8 @@ def _nights(ax: Any, report: AuditReport) -> None:
     ax.legend(loc="best", fontsize="small")
     ax.tick_params(axis="x", labelrotation=45, labelsize="small")
     ax.set_ylabel("releases")
+
+
+def _plain(text: str) -> str:
+    """Registry text shown as itself: matplotlib reads `$...$` in any label as math (and fails on bad math)."""
+    return text.replace("$", r"\$")

@@ -7,7 +7,7 @@ drift, 2 something could not be audited) and raises ImgcheckError when it cannot
 
 from __future__ import annotations
 
-import json
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -20,6 +20,7 @@ from imgcheck.audit.model import AuditReport, ImageInventory, Night, Release, fr
 from imgcheck.audit.store import HistoryStore, default_history_path
 from imgcheck.checks.interface import VerifyOptions
 from imgcheck.errors import InputError, UsageError
+from imgcheck.jsontext import loads
 from imgcheck.policy.model import Policy
 
 Progress = Callable[[str], None]
@@ -179,7 +180,8 @@ def merge_reports(reports: Sequence[AuditReport]) -> AuditReport:
         raise InputError("audit merge: every input must be a shard report (written by `imgcheck audit --shard I/N`)")
     totals = {s[1] for s in shards if s}
     seen = sorted(s[0] for s in shards if s)
-    if len(totals) != 1 or seen != list(range(1, next(iter(totals)) + 1)):
+    # Counts first: a shard claiming `1/99999999999` must not build that range.
+    if len(totals) != 1 or len(seen) != next(iter(totals)) or seen != list(range(1, len(seen) + 1)):
         raise InputError(
             f"audit merge: shards {seen} of {sorted(totals)} given; expected each of 1..N exactly once",
             hint="a shard that failed must be re-run: merging without it would leave digests unaudited",
@@ -207,13 +209,36 @@ def merge_reports(reports: Sequence[AuditReport]) -> AuditReport:
 
 
 def read_report(path: Path) -> AuditReport:
+    """A shard report another CI job wrote: JSON of sane depth whose text the history and stdout can hold."""
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise InputError(f"cannot read shard report {path}: {err.strerror or err}") from None
     except ValueError as err:
         raise InputError(f"shard report {path} is not JSON ({err})") from None
+    _check_text(doc, str(path))
     return from_dict(doc, str(path))
+
+
+MAX_DEPTH = 64
+"""A real shard nests about 10 deep; rendering and recording far deeper details overflows the stack."""
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _check_text(doc: object, where: str) -> None:
+    """No absurd nesting and no lone surrogates (`"\\ud800"` is valid JSON, but neither SQLite nor a
+    UTF-8 stdout can hold it): each would crash the merge after the report was read."""
+    stack: list[tuple[object, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if not node.isascii() and _SURROGATE.search(node):
+                raise InputError(f"{where}: a string holds a lone UTF-16 surrogate; not a shard report imgcheck wrote")
+        elif isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise InputError(f"{where}: nested deeper than {MAX_DEPTH} levels; not a shard report imgcheck wrote")
+            items = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            stack.extend((item, depth + 1) for item in items)
 
 
 def run_merge(

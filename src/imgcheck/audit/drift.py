@@ -78,7 +78,8 @@ def _worst(rows: Iterable[tuple[str, str, Mapping[str, Any]]]) -> tuple[str, str
 def _fail_cves(details: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Mapping[str, Any]]:
     out: dict[tuple[str, str], Mapping[str, Any]] = {}
     for detail in details:
-        for row in detail.get("findings") or []:
+        findings = detail.get("findings")
+        for row in findings if isinstance(findings, list) else []:  # a shard is outside input
             if isinstance(row, Mapping) and row.get("outcome") in FAIL_OUTCOMES:
                 out[(str(row.get("id")), str(row.get("package")))] = row
     return out

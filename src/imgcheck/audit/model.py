@@ -6,12 +6,14 @@ back; every renderer (Markdown, HTML, JSON) shows the same numbers from this one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
 from imgcheck.errors import InputError
+from imgcheck.policy.model import IMAGE_NAME
+from imgcheck.registry.reference import is_tag
 from imgcheck.report.model import CheckResult
 from imgcheck.verdict import Verdict, exit_code, worst
 
@@ -212,11 +214,71 @@ def to_dict(report: AuditReport) -> dict[str, Any]:
     }
 
 
+SIZE_LIMIT = 2**63 - 1
+"""The largest count or size the history's SQLite INTEGER columns hold."""
+
+
 def _get(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     value = doc.get(key)
     if not isinstance(value, kind):
         raise InputError(f"{where}: `{key}` is missing or malformed; expected an {AUDIT_SCHEMA} document")
     return value
+
+
+def _optional(doc: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    """A field that may be absent or null; anything else must be a `kind` (a shard is read from outside:
+    a wrong type here would crash the merge's sorting, rendering or history write much later)."""
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+        raise InputError(f"{where}: `{key}` is malformed; expected an {AUDIT_SCHEMA} document")
+    return value
+
+
+def _count(doc: Mapping[str, Any], key: str, where: str) -> int | None:
+    value: int | None = _optional(doc, key, int, where)
+    if value is not None and not 0 <= value <= SIZE_LIMIT:
+        raise InputError(f"{where}: `{key}` {value} is out of range; expected an {AUDIT_SCHEMA} document")
+    return value
+
+
+def _strings(doc: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    items = _get(doc, key, list, where)
+    if not all(isinstance(item, str) for item in items):
+        raise InputError(f"{where}: `{key}` must be a list of strings; expected an {AUDIT_SCHEMA} document")
+    return tuple(items)
+
+
+def _image_name(doc: Mapping[str, Any], key: str, where: str) -> str:
+    """Names and tags are shown bare (Markdown headings, chart labels): only what a policy and a registry allow."""
+    name: str = _get(doc, key, str, where)
+    if not IMAGE_NAME.fullmatch(name):
+        raise InputError(f"{where}: `{key}` {name[:80]!r} is not an image name a policy allows")
+    return name
+
+
+def _tag_map(doc: Mapping[str, Any], where: str) -> dict[str, str]:
+    tags: dict[str, Any] = _get(doc, "tags", dict, where)
+    _check_tags(tags, where)
+    return {tag: str(digest) for tag, digest in tags.items()}
+
+
+def _tag_list(doc: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    tags = _strings(doc, "tags", where)
+    _check_tags(tags, where)
+    return tags
+
+
+def _check_tags(tags: Iterable[str], where: str) -> None:
+    bad = next((tag for tag in tags if not is_tag(tag)), None)
+    if bad is not None:
+        raise InputError(f"{where}: {bad[:80]!r} is not a tag; expected an {AUDIT_SCHEMA} document")
+
+
+def _objects(doc: Mapping[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = _get(doc, key, list, where)
+    if not all(isinstance(item, dict) for item in items):
+        raise InputError(f"{where}: `{key}` must be a list of objects; expected an {AUDIT_SCHEMA} document")
+    return items
 
 
 def check_from_dict(doc: Mapping[str, Any], where: str) -> CheckResult:
@@ -242,30 +304,30 @@ def from_dict(doc: Any, where: str) -> AuditReport:
         )
     images = tuple(
         ImageInventory(
-            image=_get(i, "name", str, where),
+            image=_image_name(i, "name", where),
             registry=_get(i, "registry", str, where),
             repository=_get(i, "repository", str, where),
-            tags={str(k): str(v) for k, v in _get(i, "tags", dict, where).items()},
-            verified=tuple(_get(i, "verified", list, where)),
-            not_selected=int(i.get("not_selected") or 0),
-            error=i.get("error"),
+            tags=_tag_map(i, where),
+            verified=_strings(i, "verified", where),
+            not_selected=_count(i, "not_selected", where) or 0,
+            error=_optional(i, "error", str, where),
         )
-        for i in _get(doc, "images", list, where)
+        for i in _objects(doc, "images", where)
     )
     releases = tuple(
         Release(
-            image=_get(r, "image", str, where),
+            image=_image_name(r, "image", where),
             registry=_get(r, "registry", str, where),
             repository=_get(r, "repository", str, where),
             digest=_get(r, "digest", str, where),
-            tags=tuple(_get(r, "tags", list, where)),
-            created=r.get("created"),
-            compressed_size=r.get("compressed_size"),
-            checks=tuple(check_from_dict(c, where) for c in _get(r, "checks", list, where)),
-            error=r.get("error"),
+            tags=_tag_list(r, where),
+            created=_optional(r, "created", str, where),
+            compressed_size=_count(r, "compressed_size", where),
+            checks=tuple(check_from_dict(c, where) for c in _objects(r, "checks", where)),
+            error=_optional(r, "error", str, where),
             smoke=bool(r.get("smoke")),
         )
-        for r in _get(doc, "releases", list, where)
+        for r in _objects(doc, "releases", where)
     )
     return AuditReport(
         imgcheck_version=_get(doc, "imgcheck_version", str, where),
@@ -273,5 +335,5 @@ def from_dict(doc: Any, where: str) -> AuditReport:
         started_at=_get(doc, "started_at", str, where),
         images=images,
         releases=releases,
-        shard=doc.get("shard"),
+        shard=_optional(doc, "shard", str, where),
     )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from imgcheck.checks import RULE_ORDER, load_rule
 from imgcheck.checks.interface import RuleConfig
 from imgcheck.policy.fields import parse_dataclass
-from imgcheck.policy.model import ImageSpec, Policy
+from imgcheck.policy.model import IMAGE_NAME, ImageSpec, Policy
 from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, did_you_mean, fail, kind, read_tree, show
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ _REPOSITORY_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+
 # host[:port], or a bracketed IPv6 literal: no scheme, no path.
 _REGISTRY_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 # Image names end up in file names (`reports/{name}.trivy.json`) and report ids: keep them plain.
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def __getattr__(name: str) -> Any:
@@ -151,7 +150,7 @@ def _image(node: Node, registry: str, defaults: dict[str, Node]) -> ImageSpec:
     for key in ("name", "repository"):
         if key not in node.entries:
             fail(node.loc, f"missing required key: {key}")
-    name = _nonempty_str(node.entries["name"], _NAME_RE, "letters, digits, '.', '_' and '-'")
+    name = _nonempty_str(node.entries["name"], IMAGE_NAME, "letters, digits, '.', '_' and '-'")
     repository = _nonempty_str(
         node.entries["repository"], _REPOSITORY_RE, "a lower-case path like org/repo, without the registry host"
     )

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcheck.checks.interface import RuleConfig
+
+IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""What an image's `name:` may be: it is shown bare in reports (Markdown headings, chart labels)."""
 
 
 @dataclass(frozen=True)

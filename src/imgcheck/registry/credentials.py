@@ -8,7 +8,6 @@ Env tokens are never sent to other hosts: a `--registry` mirror must be logged i
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
 import shutil
@@ -110,7 +109,7 @@ class CredentialStore:
             if found is not None:
                 return found
         for key, entry in matches:
-            found = _from_auth_entry(entry, f"{path} auths[{key}]")
+            found = _from_auth_entry(entry, f"{path} auths[{key}]", self._note)
             if found is not None:
                 return found
         return None
@@ -123,7 +122,7 @@ class CredentialStore:
         try:
             done = subprocess.run(
                 [binary, "get"],
-                input=server.encode(),
+                input=server.encode(errors="replace"),  # a JSON key may hold a lone surrogate
                 capture_output=True,
                 timeout=HELPER_TIMEOUT,
                 check=False,
@@ -145,7 +144,7 @@ class CredentialStore:
         return Credentials(username, secret, source)
 
 
-def _from_auth_entry(entry: Any, source: str) -> Credentials | None:
+def _from_auth_entry(entry: Any, source: str, note: Callable[[str], None]) -> Credentials | None:
     if not isinstance(entry, dict):
         return None
     token = entry.get("identitytoken")
@@ -154,9 +153,13 @@ def _from_auth_entry(entry: Any, source: str) -> Credentials | None:
     if isinstance(encoded, str) and encoded:
         try:
             decoded = base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64, not ASCII (b64decode's own ValueError), not UTF-8 inside
+            note(f"ignoring {source}: `auth` is not base64; going anonymous")
             return None
-        username, _, password = decoded.partition(":")
+        username, colon, password = decoded.partition(":")
+        if not colon:  # as docker: not `user:password`; a bare token must not become a username we print
+            note(f"ignoring {source}: `auth` is not base64 of user:password; going anonymous")
+            return None
     elif isinstance(entry.get("username"), str):
         username, password = entry["username"], str(entry.get("password") or "")
     if isinstance(token, str) and token:
