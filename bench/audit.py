@@ -21,8 +21,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
+from bench._registry import children_cpu, registry_cpu, requests_served  # noqa: E402
 from fixtures.images import FileEntry, ImageConfig, build_layer, push_image  # noqa: E402
 from imgcheck.audit.cache import CachingClient  # noqa: E402
 from imgcheck.audit.command import run_audit  # noqa: E402
@@ -144,8 +143,8 @@ def curl_floor(registry: RegistryServer, repos: list[str], history: Path, work: 
         + "\n"
     )
     ask_config = work / "curl-revalidate.cfg"
-    cpu_before = _children_cpu()
-    registry_before = _process_cpu(registry)
+    cpu_before = children_cpu()
+    registry_before = registry_cpu(registry)
     start = time.perf_counter()
     _curl(list_config, parallel)
     blocks = []
@@ -165,9 +164,9 @@ def curl_floor(registry: RegistryServer, repos: list[str], history: Path, work: 
     ask_config.write_text("\nnext\n".join(blocks) + "\n")
     answers = _curl(ask_config, parallel)
     elapsed = time.perf_counter() - start
-    registry_after = _process_cpu(registry)
-    registry_cpu = None if registry_before is None or registry_after is None else registry_after - registry_before
-    return CurlFloor(elapsed, _children_cpu() - cpu_before, registry_cpu, Counter(answers.split()))
+    registry_after = registry_cpu(registry)
+    server = None if registry_before is None or registry_after is None else registry_after - registry_before
+    return CurlFloor(elapsed, children_cpu() - cpu_before, server, Counter(answers.split()))
 
 
 def _curl(config: Path, parallel: int) -> str:
@@ -180,35 +179,6 @@ def _curl(config: Path, parallel: int) -> str:
     if done.returncode != 0:
         raise SystemExit(f"curl exited {done.returncode}: {done.stderr.strip()[:300]}")
     return done.stdout
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _process_cpu(registry: RegistryServer) -> float | None:
-    """The registry process's user + system CPU seconds (Linux /proc), None where unavailable."""
-    if registry.process is None:
-        return None
-    try:
-        fields = Path(f"/proc/{registry.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def requests_served(registry: RegistryServer) -> Counter[str]:
-    """Requests by `METHOD status` from the registry's JSON log (it logs after each response)."""
-    counts: Counter[str] = Counter()
-    for line in registry.log_path.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and "http.request.method" in entry and "http.response.status" in entry:
-            counts[f"{entry['http.request.method']} {entry['http.response.status']}"] += 1
-    return counts
 
 
 def settled(registry: RegistryServer) -> Counter[str]:
@@ -270,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                 warms.append(audit_seconds(big_policy, registry.host, history))
                 after = settled(registry)
                 seen = {"cold": middle - before, "warm": after - middle}
-                server_start = _process_cpu(registry)
+                server_start = registry_cpu(registry)
                 floor, floor_cpu = snapshot_seconds(registry.host, big, history)
-                server_end = _process_cpu(registry)
+                server_end = registry_cpu(registry)
                 floors.append(floor)
                 floor_cpus.append(floor_cpu)
                 if server_start is not None and server_end is not None:

@@ -15,9 +15,6 @@ on the verified digest cost a 304), and the time a Python takes to start and imp
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -34,6 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
 from bench._installed import imgcheck_base, run_env  # noqa: E402
+from bench._registry import children_cpu, registry_cpu, requests_served  # noqa: E402
 from fixtures.images import data_layer  # noqa: E402
 from fixtures.k2 import K2_NAMES, PREVIOUS, push_k2_image, repository  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
@@ -89,19 +87,6 @@ def settled_bytes(registry: RegistryServer) -> int:
     return last
 
 
-def requests_served(registry: RegistryServer) -> Counter[str]:
-    """Requests by `METHOD status` from the registry's JSON log."""
-    counts: Counter[str] = Counter()
-    for line in registry.log_path.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict) and "http.request.method" in entry and "http.response.status" in entry:
-            counts[f"{entry['http.request.method']} {entry['http.response.status']}"] += 1
-    return counts
-
-
 def import_command(cmd: Sequence[str]) -> list[str]:
     """A Python that only starts and imports what `cmd` imports (found with Python's import profiler),
     so its time is the floor under `cmd` before any request: interpreter start-up plus imports."""
@@ -116,24 +101,6 @@ def import_command(cmd: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", "import " + ", ".join(modules or ["sys"]) + FAST_EXIT]
 
 
-def registry_cpu(registry: RegistryServer) -> float:
-    """CPU seconds the registry process has used so far (user + system, from /proc; 0 where there is none):
-    on 2 shared cores the server's work per request is part of every client's wall time."""
-    if registry.process is None:
-        return 0.0
-    try:
-        fields = Path(f"/proc/{registry.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu() -> float:
-    """CPU seconds used by this script's finished child processes (the timed commands)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass
 class CpuTally:
     """CPU spent by the timed commands themselves and by the registry while they ran, summed over runs."""
@@ -143,10 +110,10 @@ class CpuTally:
     runs: int = 0
 
     def add(self, registry: RegistryServer, run: Callable[[], float]) -> float:
-        client, server = children_cpu(), registry_cpu(registry)
+        client, server = children_cpu(), registry_cpu(registry) or 0.0
         elapsed = run()
         self.client += children_cpu() - client
-        self.server += registry_cpu(registry) - server
+        self.server += (registry_cpu(registry) or 0.0) - server
         self.runs += 1
         return elapsed
 
