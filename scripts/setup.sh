@@ -32,9 +32,24 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-PY="${PYTHON:-python3}"
+# The interpreter: $PYTHON if set, else Debian's own python3 (3.11 on Debian 12, built with profile-guided
+# and link-time optimisation), else whatever python3 is first on PATH. A pyenv build is compiled without
+# those optimisations by default and runs imgcheck ~10% slower (bench/RESULTS.md).
+usable() { "$1" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+PY=""
+for candidate in ${PYTHON:-} /usr/bin/python3 python3; do
+  if usable "$candidate"; then PY="$("$candidate" -c 'import os, sys; print(os.path.realpath(sys.executable))')"; break; fi
+done
+if [ -z "$PY" ]; then
+  echo "setup: no Python >= 3.11 with venv found (apt-get install python3 python3-venv, or set PYTHON=)" >&2
+  exit 2
+fi
+if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))')" != "$PY" ]; then
+  echo "setup: .venv was made by another Python; recreating it with $PY" >&2
+  rm -rf .venv
+fi
 if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv" >&2
+  echo "setup: creating .venv ($PY)" >&2
   "$PY" -m venv .venv
 fi
 stamp=.venv/.imgcheck-installed

@@ -154,6 +154,8 @@ def verify(
     """Verify images against a policy and print verdicts (exit 0 pass, 1 fail, 2 could not verify)."""
     from imgcheck.errors import ImgcheckError, UsageError
 
+    _Ending.quick = True
+
     progress = _Progress(quiet, verbose)
     try:
         from imgcheck.report import FORMATS
@@ -260,18 +262,53 @@ them during imports, of objects that live until exit. Only the first threshold i
 generations keep their default cadence relative to it)."""
 
 
+class _Ending:
+    """Whether the command that ran may end with `quick_exit`: set by commands whose every file is written
+    and closed before they return (verify: reports through write_text, the step summary through `with`)."""
+
+    quick = False
+
+
 def main() -> None:
     """Console entry point; usage errors from typer/click exit 2 as the contract says.
 
     The collector is tuned for a command that runs and exits: collections are rarer (cycles are still
     collected, so a long audit's memory stays bounded), and everything alive at the end is frozen so
     the interpreter's exit does not traverse it all again (~15 ms of every run). Output is written and
-    files are closed before this returns; nothing imgcheck leaves to exit depends on collecting cycles."""
+    files are closed before this returns; nothing imgcheck leaves to exit depends on collecting cycles.
+    A `verify` ends without the interpreter's teardown at all when nothing needs it (see quick_exit)."""
     gc.set_threshold(*SHORT_RUN_GC_THRESHOLDS)
     try:
         app()
+    except SystemExit as done:
+        if _Ending.quick:
+            quick_exit(done.code)
+        raise
     finally:
         gc.freeze()
+
+
+def quick_exit(code: object) -> None:
+    """End the process now, skipping the interpreter's teardown (every module and object freed one by
+    one: ~4 ms of a ~130 ms verify), but only when teardown has nothing to do: stdout and stderr flush
+    cleanly, no `atexit` callback is registered (tempfile's and logging's cleanups register one) and no
+    other non-daemon thread runs. Otherwise it returns and Python exits as usual. mypy ends the same way."""
+    import atexit
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        return  # a message to print: SystemExit's own handling does that
+    pending = getattr(atexit, "_ncallbacks", None)
+    if pending is None or pending() != 0:
+        return
+    if any(t is not threading.main_thread() and not t.daemon for t in threading.enumerate()):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # a closed pipe: Python's own exit reports it
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ same digest, even if its tag moves while imgcheck runs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
+from imgcheck.record import record
 
-@dataclass(frozen=True)
+
+@record
 class Descriptor:
     """An OCI content descriptor as found in a manifest or index."""
 
@@ -25,7 +27,7 @@ class Descriptor:
     artifact_type: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class PlatformFacts:
     """One runnable image manifest (the only one of a plain image, or one entry of an index)."""
 
@@ -55,7 +57,7 @@ class PlatformFacts:
         return value if isinstance(value, str) else None
 
 
-@dataclass(frozen=True)
+@record
 class TagFacts:
     """What one other tag of the same repository points at (for tag and release rules)."""
 
@@ -68,7 +70,7 @@ class TagFacts:
     version_label: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class ImageFacts:
     """One image of the policy, resolved to one digest."""
 

@@ -10,12 +10,13 @@ import json
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from imgcheck.errors import RegistryError
 from imgcheck.facts import Descriptor, ImageFacts, PlatformFacts, TagFacts
+from imgcheck.record import record
 from imgcheck.registry.client import MAX_CONFIG_BYTES, Manifest, RegistryClient, TagState
 from imgcheck.registry.reference import Reference
 from imgcheck.semver import Release, highest, releases
@@ -437,7 +438,7 @@ def previous_tag(repo: _RepoTags, on_digest: Sequence[str], created: str | None,
     return repo.build_before(own, digest) if own is not None else None
 
 
-@dataclass(frozen=True)
+@record
 class _DigestSummary:
     """One digest's `created`, version label and sizes: shared by every tag on it."""
 
@@ -453,7 +454,7 @@ class _DigestSummary:
         )
 
 
-@dataclass(frozen=True)
+@record
 class _RepoTags:
     """A repository's tag facts with the lookups every digest's rules need, built once."""
 

@@ -18,6 +18,7 @@ from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts
 from imgcheck.gather import Gatherer, parallel_map
 from imgcheck.policy.model import ImageSpec, Policy
+from imgcheck.record import record
 from imgcheck.registry.client import RegistryClient
 from imgcheck.registry.reference import Reference, is_tag, looks_like_reference, parse_reference
 from imgcheck.report.model import CheckResult, ImageResult, Report
@@ -34,7 +35,7 @@ _NO_RULES = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class Target:
     """One image to verify: its policy name, the reference to resolve, and its effective rules."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,13 +21,14 @@ from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts, PlatformFacts, TagFacts
 from imgcheck.gather import Gatherer
 from imgcheck.policy.model import Policy
+from imgcheck.record import record
 from imgcheck.registry.client import RegistryClient
 from imgcheck.registry.reference import Reference, is_tag, looks_like_reference, parse_reference
 
 DIFF_SCHEMA = "imgcheck.diff/v1"
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One named thing that was added, removed or changed (`old`/`new` None when absent)."""
 
@@ -44,7 +45,7 @@ class Change:
         return "changed"
 
 
-@dataclass(frozen=True)
+@record
 class PlatformDiff:
     platform: str
     old_total: int | None
@@ -54,7 +55,7 @@ class PlatformDiff:
     shared_layers: int
 
 
-@dataclass(frozen=True)
+@record
 class ImageDiff:
     name: str
     old_reference: str
@@ -80,7 +81,7 @@ class ImageDiff:
         return any(v in ("fail", "error") for v, _ in self.growth)
 
 
-@dataclass(frozen=True)
+@record
 class DiffReport:
     old: str
     new: str

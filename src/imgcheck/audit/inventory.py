@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imgcheck.errors import UsageError
 from imgcheck.gather import parallel_map
+from imgcheck.record import record
 from imgcheck.registry.client import Manifest, RegistryClient, TagState
 from imgcheck.semver import parse_release, releases
 
@@ -35,7 +35,7 @@ def is_immutable_tag(tag: str) -> bool:
     return parse_release(tag) is not None or _BUILD_TAG.fullmatch(tag) is not None
 
 
-@dataclass(frozen=True)
+@record
 class Snapshot:
     """One repository's tags at the start of the run."""
 

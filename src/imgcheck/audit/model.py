@@ -7,12 +7,13 @@ back; every renderer (Markdown, HTML, JSON) shows the same numbers from this one
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cached_property
 from typing import Any, Literal
 
 from imgcheck.errors import InputError
 from imgcheck.policy.model import IMAGE_NAME
+from imgcheck.record import record
 from imgcheck.registry.reference import is_tag
 from imgcheck.report.model import CheckResult
 from imgcheck.verdict import Verdict, exit_code, worst
@@ -26,7 +27,7 @@ Severity = Literal["fail", "warn", "info"]
 SEVERITY_ORDER: dict[str, int] = {"fail": 0, "warn": 1, "info": 2}
 
 
-@dataclass(frozen=True)
+@record
 class Release:
     """One digest of one image, verified once, with every tag that points at it."""
 
@@ -64,7 +65,7 @@ class Release:
         return (named or list(self.tags) or [self.digest.split(":", 1)[-1][:12]])[0]
 
 
-@dataclass(frozen=True)
+@record
 class ImageInventory:
     """Every tag of one policy image as listed and resolved at the start of the run."""
 
@@ -81,7 +82,7 @@ class ImageInventory:
     """Why the tags could not be listed (then nothing of this image was audited)."""
 
 
-@dataclass(frozen=True)
+@record
 class DriftItem:
     """One change against the previous run; `fail` severity fails the audit."""
 
@@ -94,7 +95,7 @@ class DriftItem:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Night:
     """One earlier (or this) run, for the trend chart: releases per verdict."""
 
@@ -102,7 +103,7 @@ class Night:
     counts: Mapping[str, int]
 
 
-@dataclass(frozen=True)
+@record
 class AuditReport:
     imgcheck_version: str
     policy: str

@@ -26,13 +26,14 @@ from imgcheck.facts import ImageFacts
 from imgcheck.gather import Gatherer, parse_time
 from imgcheck.pipeline import verify
 from imgcheck.policy.model import ImageSpec, Policy
+from imgcheck.record import record
 from imgcheck.registry.reference import Reference
 
 Progress = Callable[[str], None]
 SmokeMode = Literal["none", "latest", "all"]
 
 
-@dataclass(frozen=True)
+@record
 class AuditOptions:
     """What bounds the audit's work (the verify options say how to reach and check images)."""
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from imgcheck.audit.schema import (
     SCHEMA_VERSION,
 )
 from imgcheck.errors import InputError
+from imgcheck.record import record
 
 BUSY_TIMEOUT = 10.0
 BLOBS_PER_QUERY = 500
@@ -43,7 +44,7 @@ def default_history_path(env: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "imgcheck" / "history.sqlite"
 
 
-@dataclass(frozen=True)
+@record
 class PreviousRun:
     """What drift compares with: the last complete run's tag map and verdicts."""
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck.checks._common import per_platform
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     non_root: bool = False
     healthcheck: bool = False

@@ -14,20 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 if TYPE_CHECKING:
     from imgcheck.registry.client import RegistryClient
 
 
-@dataclass(frozen=True)
+@record
 class RuleConfig:
     """Keys every rule takes. `mode: warn` reports a failure as a warning."""
 
     mode: Literal["enforce", "warn"] = "enforce"
 
 
-@dataclass(frozen=True)
+@record
 class Finding:
     """One verdict of one rule, for one image (and one platform, where that matters)."""
 
@@ -38,7 +39,7 @@ class Finding:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class VerifyOptions:
     """Command-line choices that reach the edges (not the policy)."""
 
@@ -63,7 +64,7 @@ class CollectContext:
     progress: Callable[[str], None] = lambda _msg: None
 
 
-@dataclass(frozen=True)
+@record
 class RunContext:
     """What a pure check may know beyond its own image: the clock and the run's other images."""
 
@@ -76,7 +77,7 @@ class RunContext:
 C = TypeVar("C", bound=RuleConfig)
 
 
-@dataclass(frozen=True)
+@record
 class RuleSpec(Generic[C]):
     """A rule: how to read its config, gather its evidence, and judge it."""
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 
 from imgcheck import semver as _semver
 from imgcheck.checks._common import per_platform, quoted, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -27,7 +28,7 @@ _RFC3339_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     required: tuple[str, ...] = ()
     match: Mapping[str, re.Pattern[str]] = field(default_factory=dict)

@@ -5,15 +5,14 @@ Only runnable platforms count: buildx's attestation manifests (`unknown/unknown`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from imgcheck.checks._common import platform_matches
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     required: tuple[str, ...] = ()
 

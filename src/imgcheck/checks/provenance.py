@@ -8,15 +8,15 @@ attestations, cosign v3) and buildx attestation manifests (unsigned: accepted on
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
 from imgcheck.checks.signature import TrustConfig, collect_signed
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
-@dataclass(frozen=True)
+@record
 class Config(TrustConfig):
     builder: re.Pattern[str] | None = None
     """Full match against the builder id."""

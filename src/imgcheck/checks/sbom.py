@@ -7,15 +7,15 @@ writes one per platform).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     formats: tuple[Literal["cyclonedx", "spdx"], ...] = ("cyclonedx", "spdx")
     min_components: int = 1

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
-@dataclass(frozen=True)
+@record
 class Keyless:
     issuer: str
     """OIDC issuer, exact (e.g. https://token.actions.githubusercontent.com)."""
@@ -25,7 +25,7 @@ class Keyless:
     """Full match against the certificate SAN (the workflow URI for GitHub Actions)."""
 
 
-@dataclass(frozen=True)
+@record
 class TrustConfig(RuleConfig):
     """Who must have signed: keys, or a keyless issuer + identity (shared by signature and provenance)."""
 
@@ -50,7 +50,7 @@ def collect_signed(
     return evidence.collect(ctx, facts, rule_id, trust)
 
 
-@dataclass(frozen=True)
+@record
 class Config(TrustConfig):
     pass
 

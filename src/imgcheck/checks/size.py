@@ -7,20 +7,20 @@ pulled the image, so without that evidence the budget is skipped, never passed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck.checks._common import lookup_platform
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.types import ByteSize, Percent, format_bytes
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 UNCOMPRESSED_KEY = "uncompressed_sizes"
 """`facts.extras[UNCOMPRESSED_KEY]`: platform -> bytes, as the engine reports them after a pull."""
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     max_compressed: ByteSize | None = None
     max_uncompressed: ByteSize | None = None

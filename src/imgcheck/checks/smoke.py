@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.fields import FieldError
 from imgcheck.policy.types import ByteSize, format_bytes, format_duration
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -38,7 +39,7 @@ FORK_FAILED = re.compile(
 """What shells and runtimes print when fork/clone fails with EAGAIN: the pids limit's signature."""
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     command: tuple[str, ...] | None = None
     """Replaces the image's ENTRYPOINT (as container-structure-test's `command`)."""

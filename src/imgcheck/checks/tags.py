@@ -19,19 +19,19 @@ import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imgcheck import semver as _semver
 from imgcheck.checks._common import is_cosign_tag, quoted, short, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, TagFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 REVISION_LABEL = "org.opencontainers.image.revision"
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     required: tuple[re.Pattern[str], ...] = ()
     latest_is_highest: bool = False
@@ -68,7 +68,7 @@ def _required(facts: ImageFacts, patterns: Sequence[re.Pattern[str]]) -> Finding
     return Finding(Verdict.PASS, f"required tags present: {shown}", details=details)
 
 
-@dataclass(frozen=True)
+@record
 class _RepoLookups:
     """A repository's image tags and the lookups the `latest_*` checks read, built once per tag listing."""
 

@@ -10,7 +10,7 @@ module) and turns cosign vuln attestations and SARIF referrers into reports (`im
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -19,6 +19,7 @@ from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunCont
 from imgcheck.checks.signature import TrustConfig
 from imgcheck.facts import ImageFacts
 from imgcheck.policy.fields import FieldError
+from imgcheck.record import record
 from imgcheck.vulns.message import limit_text
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 RULE_ID = "vulnerabilities"
 
 
-@dataclass(frozen=True)
+@record
 class Waiver:
     """A policy `ignore:` entry: a reason and an expiry are required, so no waiver is forever."""
 
@@ -46,7 +47,7 @@ class Waiver:
             raise FieldError("reason", f"waiver {self.id} needs a non-empty `reason`")
 
 
-@dataclass(frozen=True)
+@record
 class Config(TrustConfig):
     """Trivy report settings; `keys` / `keyless` / `trusted_root` (as in the signature rule) are who
     must have signed an attached vuln attestation."""

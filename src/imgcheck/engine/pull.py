@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck.engine.client import Engine
 from imgcheck.errors import EngineError
 from imgcheck.policy.types import format_bytes
+from imgcheck.record import record
 
 PROGRESS_INTERVAL = 0.5
 
 
-@dataclass(frozen=True)
+@record
 class PulledImage:
     """An image present in the engine under `reference` (`host/repo@sha256:…`)."""
 

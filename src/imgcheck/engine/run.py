@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Any
 
 from imgcheck.engine.client import Engine
 from imgcheck.engine.output import FrameStripper, OutputCapture
 from imgcheck.errors import EngineError
+from imgcheck.record import record
 
 RUN_LABEL = "org.imgcheck.smoke"
 TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=64m"
@@ -45,7 +46,7 @@ NO_CPU_LIMIT = ("cpu cfs", "range of cpus")
 NANO = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@record
 class RunSpec:
     """What to run and under which limits (the smoke rule's policy, resolved)."""
 
@@ -65,7 +66,7 @@ class RunSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Limits:
     """The limits a run was given, as the engine applied them (for the report)."""
 
@@ -74,7 +75,7 @@ class Limits:
     cpus: float
 
 
-@dataclass(frozen=True)
+@record
 class RunResult:
     """How a run ended: an exit code, a timeout, an OOM kill, or a start failure."""
 

@@ -6,16 +6,17 @@ The result is plain evidence (what ran, how it ended, sizes); judging it is the 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from imgcheck.engine.client import QEMU_NAMES, Engine, connect
 from imgcheck.engine.pull import PulledImage, pull_by_digest, release
 from imgcheck.engine.run import RunResult, RunSpec, run_locked_down
 from imgcheck.errors import EngineError
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.record import record
 
 
-@dataclass(frozen=True)
+@record
 class PlatformRun:
     """One platform of the image: run, skipped (with the reason), or an engine error."""
 
@@ -31,7 +32,7 @@ class PlatformRun:
     emulated: bool = False
 
 
-@dataclass(frozen=True)
+@record
 class SmokeEvidence:
     """What the engine saw for one image (stored in `facts.extras["smoke"]`)."""
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from imgcheck.checks.interface import RuleConfig
+from imgcheck.record import record
 
 IMAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """What an image's `name:` may be: it is shown bare in reports (Markdown headings, chart labels)."""
 
 
-@dataclass(frozen=True)
+@record
 class ImageSpec:
     """One image of the policy with its effective rules (defaults merged with its overrides)."""
 
@@ -26,7 +27,7 @@ class ImageSpec:
     """rule id -> parsed config; a rule that is absent is not checked."""
 
 
-@dataclass(frozen=True)
+@record
 class Policy:
     version: int
     registry: str

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import yaml
 
 from imgcheck.errors import PolicyError
+from imgcheck.record import record
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = frozenset(_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
@@ -27,7 +27,7 @@ _MAX_DEPTH = 64
 ScalarValue = str | int | float | bool | None | dt.date
 
 
-@dataclass(frozen=True)
+@record
 class Loc:
     """Where a value came from: file, 1-based line, and dotted key path (`images[2].rules.size`)."""
 
@@ -62,19 +62,19 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-@dataclass(frozen=True)
+@record
 class Scalar:
     value: ScalarValue
     loc: Loc
 
 
-@dataclass(frozen=True)
+@record
 class Seq:
     items: tuple[Node, ...]
     loc: Loc
 
 
-@dataclass(frozen=True)
+@record
 class Map:
     entries: dict[str, Node]
     """Key -> value, in file order; each value's `loc` names the key's line and path."""

@@ -12,10 +12,10 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from imgcheck.errors import RegistryError
+from imgcheck.record import record
 from imgcheck.registry.credentials import Credentials, CredentialStore
 from imgcheck.registry.transport import Transport
 
@@ -24,7 +24,7 @@ DEFAULT_TOKEN_LIFETIME = 60.0
 _PARAM_RE = re.compile(r'([A-Za-z_][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))')
 
 
-@dataclass(frozen=True)
+@record
 class Challenge:
     scheme: str
     """`bearer` or `basic` (lowercased)."""

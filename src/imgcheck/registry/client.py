@@ -10,20 +10,23 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from imgcheck.errors import DigestMismatchError, RegistryError
 from imgcheck.facts import Descriptor
+from imgcheck.record import record
 from imgcheck.registry import hints
-from imgcheck.registry.auth import Authenticator
-from imgcheck.registry.credentials import CredentialStore
 from imgcheck.registry.descriptors import check_digest, index_entries
 from imgcheck.registry.reference import Reference
 from imgcheck.registry.transport import Reply, Transport
+
+if TYPE_CHECKING:
+    from imgcheck.registry.auth import Authenticator
+    from imgcheck.registry.credentials import CredentialStore
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
@@ -47,7 +50,7 @@ INDEX_MEDIA_TYPES = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """A manifest or index whose bytes hashed to `digest` (verified)."""
 
@@ -61,7 +64,7 @@ class Manifest:
         return self.media_type in INDEX_MEDIA_TYPES
 
 
-@dataclass(frozen=True)
+@record
 class TagState:
     """Where a tag points, from `RegistryClient.revalidate_tag`."""
 
@@ -117,8 +120,10 @@ class RegistryClient:
             backoff=backoff,
             progress=progress,
         )
-        self._credentials = CredentialStore(env=env, config_path=docker_config, note=self._transport.note)
-        self._auth = Authenticator(self._transport, self._credentials)
+        self._env, self._docker_config = env, docker_config
+        self._auth_lock = threading.Lock()
+        self._credentials: CredentialStore | None = None
+        self._authenticator: Authenticator | None = None
 
     def __repr__(self) -> str:
         return f"RegistryClient(insecure={self._transport.insecure}, timeout={self._transport.timeout:g})"
@@ -131,8 +136,21 @@ class RegistryClient:
 
     @property
     def auth(self) -> Authenticator:
-        """The token cache (one token per registry and repository scope)."""
-        return self._auth
+        """The token cache (one token per registry and repository scope), made at the first 401: a run
+        against a registry that never asks reads no credentials and imports no auth code (~2 ms)."""
+        return self._auth_parts()[0]
+
+    def _auth_parts(self) -> tuple[Authenticator, CredentialStore]:
+        with self._auth_lock:
+            if self._authenticator is None or self._credentials is None:
+                from imgcheck.registry.auth import Authenticator
+                from imgcheck.registry.credentials import CredentialStore
+
+                self._credentials = CredentialStore(
+                    env=self._env, config_path=self._docker_config, note=self._transport.note
+                )
+                self._authenticator = Authenticator(self._transport, self._credentials)
+            return self._authenticator, self._credentials
 
     def resolve(self, ref: Reference) -> Manifest:
         if ref.digest:
@@ -359,11 +377,13 @@ class RegistryClient:
         target = url or f"{self._transport.base_url(registry)}/v2/{repository}/{path}"
         scope = scope or f"repository:{repository}:pull"
         for attempt in range(2):
-            headers = {"Accept": accept, **(extra or {}), **self._auth.headers(registry, scope)}
+            # before any 401 there is nothing to send: no token, no realm, no Basic registry (see `auth`)
+            known = self._authenticator
+            headers = {"Accept": accept, **(extra or {}), **(known.headers(registry, scope) if known else {})}
             reply = self._transport.fetch("GET", target, headers=headers, max_bytes=max_bytes, what=what)
             if reply.status != 401 or attempt == 1:
                 return reply
-            if not self._auth.answer(registry, scope, reply.headers.get("WWW-Authenticate"), sent=headers):
+            if not self.auth.answer(registry, scope, reply.headers.get("WWW-Authenticate"), sent=headers):
                 return reply
         raise AssertionError("unreachable")
 
@@ -386,7 +406,7 @@ class RegistryClient:
         return _verified_manifest(reply, expected, what)
 
     def _fail(self, reply: Reply, registry: str, repository: str, what: str) -> RegistryError:
-        creds = self._credentials.get(registry) if reply.status in (401, 403) else None
+        creds = self._auth_parts()[1].get(registry) if reply.status in (401, 403) else None
         return hints.status_error(
             reply.status,
             reply.body,

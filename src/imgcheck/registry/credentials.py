@@ -13,9 +13,11 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
+
+from imgcheck.record import record
 
 GHCR = "ghcr.io"
 _HUB_KEY = "https://index.docker.io/v1/"
@@ -23,7 +25,7 @@ _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 HELPER_TIMEOUT = 15.0
 
 
-@dataclass(frozen=True)
+@record
 class Credentials:
     """A username and a secret; the secret never shows in repr, str or messages (only `source` does)."""
 

@@ -13,13 +13,14 @@ import base64
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import unquote, urlsplit
 
 from imgcheck.errors import RegistryError
+from imgcheck.record import record
 
 
-@dataclass(frozen=True)
+@record
 class Proxy:
     """An HTTP forward proxy: `http` URLs are sent to it as absolute URIs, `https` ones tunnel with CONNECT."""
 

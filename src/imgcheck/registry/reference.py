@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 
 from imgcheck.errors import UsageError
+from imgcheck.record import record
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _TAG_RE = re.compile(r"\w[\w.-]{0,127}", re.ASCII)  # ASCII: \w alone admits any Unicode letter
 _REPO_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """`registry/repository[:tag][@digest]`, with the registry always explicit."""
 

@@ -23,11 +23,11 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
 from imgcheck.errors import RegistryError
+from imgcheck.record import record
 from imgcheck.registry.connections import ConnectionPool, Lease
 from imgcheck.registry.proxy import Proxy, ProxySettings
 
@@ -107,7 +107,7 @@ class Headers(Mapping[str, str]):
         return f"Headers({dict(self._fields.values())!r})"
 
 
-@dataclass(frozen=True)
+@record
 class Reply:
     """A response whose body was read (and capped) inside the retry loop."""
 

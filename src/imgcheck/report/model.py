@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from imgcheck.record import record
 from imgcheck.verdict import Verdict, worst
 
 SCHEMA_ID = "imgcheck.report/v1"
 
 
-@dataclass(frozen=True)
+@record
 class CheckResult:
     """One rule's verdict for one image (and platform)."""
 
@@ -22,7 +23,7 @@ class CheckResult:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class ImageResult:
     """Every check of one image, all against the one digest its reference resolved to."""
 
@@ -41,7 +42,7 @@ class ImageResult:
         return worst([c.verdict for c in self.checks])
 
 
-@dataclass(frozen=True)
+@record
 class Report:
     """A whole run: the verdict is the worst of its images."""
 

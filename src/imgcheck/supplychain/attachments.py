@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from imgcheck.record import record
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
@@ -35,7 +37,7 @@ bundle; sbom: a bare SBOM document; statement: an unsigned in-toto statement (bu
 log attached as a referrer (Ratify's layout for vulnerability reports)."""
 
 
-@dataclass(frozen=True)
+@record
 class Attachment:
     """One piece of evidence read from the registry, digest-verified, not yet trusted."""
 
@@ -49,7 +51,7 @@ class Attachment:
     annotations: Mapping[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@record
 class Discovered:
     """Everything discovery found for one purpose, and where it looked (for "nothing found" messages)."""
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck import jsontext
+from imgcheck.record import record
 from imgcheck.supplychain.keys import PublicKey, verify_bytes
 
 INTOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -23,7 +23,7 @@ class MalformedError(ValueError):
     """Evidence that does not have the shape its format requires (corrupt, truncated, missing field)."""
 
 
-@dataclass(frozen=True)
+@record
 class Envelope:
     payload_type: str
     payload: bytes

@@ -3,11 +3,11 @@ attachments. Returns plain data so the rules' checks stay pure."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.supplychain.attachments import Discovered
 from imgcheck.supplychain.discovery import Purpose, discover
 from imgcheck.supplychain.outcome import Trust
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 MAX_TRUST_FILE_BYTES = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """What a supply-chain rule's check needs: the attachments found and what the policy trusts."""
 

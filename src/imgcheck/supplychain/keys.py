@@ -6,13 +6,13 @@ one function answers "does this key verify these bytes" for all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck.errors import InputError
+from imgcheck.record import record
 
 
-@dataclass(frozen=True)
+@record
 class PublicKey:
     """A loaded public key and where it came from (for messages)."""
 

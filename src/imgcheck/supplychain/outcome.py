@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal
+
+from imgcheck.record import record
 
 Status = Literal["verified", "unsigned", "rejected", "unsupported"]
 """verified: signature and binding hold; unsigned: a well-formed statement bound to the image but
@@ -12,7 +14,7 @@ carrying no signature (buildx attestations); rejected: signature or binding does
 evidence is corrupt; unsupported: a known limit stopped the check (`error`, never a pass)."""
 
 
-@dataclass(frozen=True)
+@record
 class Outcome:
     status: Status
     message: str
@@ -27,7 +29,7 @@ class Outcome:
         return self.status == "verified"
 
 
-@dataclass(frozen=True)
+@record
 class Trust:
     """What the policy trusts: keys (already loaded PEM bytes) and/or a keyless issuer + identity."""
 

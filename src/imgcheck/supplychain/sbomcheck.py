@@ -8,10 +8,11 @@ because buildx writes the SBOM before the image digest exists.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from imgcheck import jsontext
+from imgcheck.record import record
 from imgcheck.supplychain.attachments import Attachment
 from imgcheck.supplychain.attestations import unverified_statement
 from imgcheck.supplychain.dsse import MalformedError, matching_subject, parse_statement, subject_digests
@@ -19,7 +20,7 @@ from imgcheck.supplychain.licenses import allowed
 from imgcheck.supplychain.sbomdoc import SbomDocument, load, load_document
 
 
-@dataclass(frozen=True)
+@record
 class SbomResult:
     origin: str
     ok: bool

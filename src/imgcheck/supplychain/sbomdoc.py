@@ -13,10 +13,10 @@ import json
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from imgcheck import jsontext
+from imgcheck.record import record
 from imgcheck.supplychain.dsse import MalformedError
 
 Format = Literal["cyclonedx", "spdx"]
@@ -26,7 +26,7 @@ _BINDING_PROPERTIES = re.compile(r"(?i).*(imageid|repodigest|manifestdigest|mani
 SPDX_VERSIONS = ("SPDX-2.2", "SPDX-2.3")
 
 
-@dataclass(frozen=True)
+@record
 class SbomDocument:
     format: Format
     spec_version: str

@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from imgcheck import jsontext
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.supplychain.attachments import ANN_CERTIFICATE, ANN_REKOR_BUNDLE, ANN_SIGNATURE, Attachment
 from imgcheck.supplychain.bundles import sigstore_version
 from imgcheck.supplychain.dsse import MalformedError
@@ -24,7 +24,7 @@ from imgcheck.supplychain.outcome import Outcome, Trust
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 
 
-@dataclass(frozen=True)
+@record
 class Payload:
     digest: str
     reference: str | None

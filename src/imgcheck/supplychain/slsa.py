@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from imgcheck.record import record
 from imgcheck.supplychain.dsse import MalformedError
 
 SLSA_V02 = "https://slsa.dev/provenance/v0.2"
 SLSA_V1 = "https://slsa.dev/provenance/v1"
 
 
-@dataclass(frozen=True)
+@record
 class Provenance:
     predicate_type: str
     builder: str | None

@@ -17,10 +17,11 @@ refused (`NotThisImage`), so a clean scan of one image cannot vouch for another.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.vulns.model import ScanReport
 from imgcheck.vulns.sarif import looks_like_sarif, parse_sarif
 from imgcheck.vulns.timeparse import parse_timestamp
@@ -33,7 +34,7 @@ class NotThisImage(ValueError):
     """The attachment's own report names another image than the one it is attached to."""
 
 
-@dataclass(frozen=True)
+@record
 class ImageDigests:
     """What the image is known by: manifest digests (index and platforms) and config digests."""
 
@@ -41,7 +42,7 @@ class ImageDigests:
     configs: Collection[str] = ()
 
 
-@dataclass(frozen=True)
+@record
 class AttachedDocument:
     """One downloaded attachment, as the discovery module hands it over."""
 

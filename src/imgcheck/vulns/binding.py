@@ -9,13 +9,12 @@ ignored, and the result says which.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.vulns.model import ScanReport
 
 
-@dataclass(frozen=True)
+@record
 class Bound:
     report: ScanReport
     how: str
@@ -25,7 +24,7 @@ class Bound:
     platform: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class BindResult:
     used: tuple[Bound, ...]
     superseded: tuple[Bound, ...]

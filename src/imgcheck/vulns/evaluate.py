@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from imgcheck.record import record
 from imgcheck.vulns.model import Vuln
 from imgcheck.vulns.timeparse import parse_timestamp
 from imgcheck.vulns.vex import SUPPRESSING, ImageIdentity, VexStatement, deciding_statement
@@ -23,7 +24,7 @@ from imgcheck.vulns.waivers import Waiver
 Outcome = Literal["fail", "warn", "grace", "denied", "waived", "vex"]
 
 
-@dataclass(frozen=True)
+@record
 class Rules:
     """The policy knobs the evaluation needs (decoupled from the policy's Config type)."""
 

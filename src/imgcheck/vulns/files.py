@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.vulns.model import ScanReport
 from imgcheck.vulns.sarif import looks_like_sarif, parse_sarif
 from imgcheck.vulns.trivy_json import looks_like_trivy_json, parse_trivy_json
@@ -89,7 +89,7 @@ def load_report_file(path: Path, *, in_folder: bool = False) -> ScanReport | Non
     return report
 
 
-@dataclass(frozen=True)
+@record
 class Loaded:
     reports: tuple[ScanReport, ...]
     skipped: tuple[str, ...]

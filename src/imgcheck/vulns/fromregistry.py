@@ -11,12 +11,12 @@ considered leaves a note, so a refused one is said, never silently dropped. Pure
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from imgcheck import jsontext
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.supplychain.attachments import Attachment
 from imgcheck.supplychain.discovery import ANN_CREATED, is_sarif
 from imgcheck.supplychain.outcome import Trust
@@ -38,7 +38,7 @@ OPT_IN = "attached: unsigned"
 _PREDICATE_ANNOTATIONS = ("predicateType", "dev.sigstore.bundle.predicateType", "in-toto.io/predicate-type")
 
 
-@dataclass(frozen=True)
+@record
 class AttachmentNote:
     origin: str
     status: NoteStatus
@@ -48,7 +48,7 @@ class AttachmentNote:
         return {"origin": self.origin, "status": self.status, "message": self.message}
 
 
-@dataclass(frozen=True)
+@record
 class Attached:
     reports: tuple[ScanReport, ...]
     notes: tuple[AttachmentNote, ...]

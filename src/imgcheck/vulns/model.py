@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
+
+from imgcheck.record import record
 
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
 """Trivy's severities, worst first."""
@@ -42,7 +43,7 @@ class Vuln(NamedTuple):
         return bool(self.fixed) or self.status == "fixed"
 
 
-@dataclass(frozen=True)
+@record
 class ScanReport:
     """One scanner report reduced to what the verdict needs."""
 

@@ -5,11 +5,11 @@ Pure: everything read from disk is in `Evidence` (built by the rule's collect), 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.verdict import Verdict
 from imgcheck.vulns import message as msg
 from imgcheck.vulns.binding import BindResult, bind_reports
@@ -24,7 +24,7 @@ EXPIRY_WARNING = timedelta(days=14)
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """What collect read from disk for one image (the check is pure over it)."""
 
@@ -41,7 +41,7 @@ class Evidence:
     """Every vulnerability attachment found in the registry (`attached:`), used or not, and why."""
 
 
-@dataclass(frozen=True)
+@record
 class Judgement:
     verdict: Verdict
     message: str

@@ -9,12 +9,12 @@ the same finding, the latest one wins (OpenVEX's rule), so a later `affected` re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import unquote
 
 from imgcheck.errors import InputError
 from imgcheck.facts import ImageFacts
+from imgcheck.record import record
 from imgcheck.vulns.model import Vuln
 from imgcheck.vulns.purl import parse_purl, purl_matches
 from imgcheck.vulns.timeparse import parse_timestamp
@@ -30,7 +30,7 @@ _CDX_STATE = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class VexStatement:
     vuln_ids: frozenset[str]
     status: str
@@ -49,7 +49,7 @@ class VexStatement:
         return {"source": self.source, "status": self.status, "justification": self.justification}
 
 
-@dataclass(frozen=True)
+@record
 class ImageIdentity:
     """What a VEX product identifier may name: a manifest digest of this image or its repository."""
 

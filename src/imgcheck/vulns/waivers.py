@@ -8,16 +8,16 @@ starts), so a file behaves the same in imgcheck as in `trivy --ignorefile`.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from imgcheck.errors import InputError
+from imgcheck.record import record
 from imgcheck.vulns.model import Vuln
 from imgcheck.vulns.purl import purl_matches
 
 
-@dataclass(frozen=True)
+@record
 class Waiver:
     id: str
     reason: str
