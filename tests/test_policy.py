@@ -685,3 +685,46 @@ def test_explain_lists_rules_once_for_images_that_share_them(tmp_path: Path) -> 
     lines = explain(load_policy(default_policy_path(tmp_path)))
     assert sum(1 for line in lines if line.startswith("  size:")) == 1
     assert [line.split(":")[0] for line in lines[1:4]] == ["producer", "consumer", "query-engine"]
+
+
+# --- libyaml composes, the pure-Python loader explains --------------------------------------------
+
+SAME_TREE_TEXTS = [
+    BASE,
+    BASE + "  smoke: {args: ['--version', \"x: y\"], timeout: 30s}\n",
+    "a: &x {b: [1, 2.5, true, null, 2026-11-25, '0x1F', ~]}\nc: *x\nd: |\n  block\n  text\n",
+    "# only a comment\nk: 'it''s'\nl: \"\\u00e9\\t\"\nm: >-\n  folded\n  lines\n",
+]
+
+
+@pytest.mark.parametrize("text", SAME_TREE_TEXTS)
+def test_libyaml_and_pure_python_compose_the_same_tree(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgcheck.policy.yamltree as yamltree
+
+    assert yamltree._LIBYAML_LOADER is not None, "PyYAML without libyaml: the fast path is never taken"
+    path = write(tmp_path, text)
+    fast = read_tree(path)
+    monkeypatch.setattr(yamltree, "_LIBYAML_LOADER", None)
+    assert read_tree(path) == fast  # values, kinds, lines and key paths
+
+
+def test_bundled_policies_compose_the_same_either_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import imgcheck.policy.yamltree as yamltree
+
+    bundled = sorted(default_policy_path(tmp_path).parent.glob("*.yaml"))
+    assert len(bundled) >= 3
+    fast = [read_tree(p) for p in bundled]
+    monkeypatch.setattr(yamltree, "_LIBYAML_LOADER", None)
+    assert [read_tree(p) for p in bundled] == fast
+
+
+def test_syntax_errors_are_worded_by_the_pure_python_loader(tmp_path: Path) -> None:
+    # libyaml refuses this too, in other words; the message must be the one PyYAML's own loader gives
+    text = "version: 1\nimages: [a, b\nrules: {}\n"
+    with pytest.raises(yaml.YAMLError) as pure:
+        yaml.compose(text, Loader=yaml.SafeLoader)
+    message = error_of(tmp_path, text)
+    assert message.startswith("policy.yaml:")
+    assert str(pure.value.problem) in message

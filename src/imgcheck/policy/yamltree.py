@@ -26,6 +26,11 @@ _MAX_DEPTH = 64
 
 ScalarValue = str | int | float | bool | None | dt.date
 
+_LIBYAML_LOADER: type[yaml.CSafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+"""PyYAML's libyaml composer, in every PyYAML wheel: ~10x faster than the pure-Python one (0.3 vs 4 ms for
+the k2 policy). Only documents it composes without error are taken from it; anything it refuses is
+composed again by the pure-Python loader, so every error message stays PyYAML's own."""
+
 
 @record
 class Loc:
@@ -118,7 +123,7 @@ def read_tree(path: Path) -> Node:
         line = raw[: exc.start].count(b"\n") + 1
         raise PolicyError(f"{name}:{line}: the policy is not UTF-8 text (save it as UTF-8)") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.YAMLError as exc:
         raise PolicyError(_yaml_error_message(name, text, exc)) from None
     except RecursionError:
@@ -128,6 +133,15 @@ def read_tree(path: Path) -> Node:
             f"{name}:1: the policy is empty (expected a mapping with version, registry, images and rules)"
         )
     return _Converter(name).convert(root, Loc(name, _line(root), ""), 0)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    if _LIBYAML_LOADER is not None:
+        try:
+            return yaml.compose(text, Loader=_LIBYAML_LOADER)
+        except (yaml.YAMLError, RecursionError):
+            pass  # the pure-Python loader below says what is wrong, in its words
+    return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
 def _line(node: yaml.Node) -> int:
