@@ -9,7 +9,7 @@ Three k2 images with ~30 MB incompressible layers in a local registry. Measures,
 Also shown, to say where the time goes: the requests the registry answered (its JSON log; tags still
 on the verified digest cost a 304), and the time a Python takes to start and import what the verify imports.
 
-    python bench/metadata.py [--reps 5] [--layer-mb 30]
+    python bench/metadata.py [--reps 21] [--layer-mb 30]
 """
 
 from __future__ import annotations
@@ -252,7 +252,7 @@ def _verdict(ok: bool, target: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions (default: %(default)s)")
+    parser.add_argument("--reps", type=int, default=21, help="timed repetitions, interleaved (default: %(default)s)")
     parser.add_argument("--layer-mb", type=int, default=30, help="big layer per image, MB (default: %(default)s)")
     args = parser.parse_args(argv)
     try:

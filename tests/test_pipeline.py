@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.gather import parallel_map
 from imgcheck.pipeline import _apply_mode, _collect, _judge, verify
 from imgcheck.policy.loader import load_policy
+from imgcheck.record import record
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
 from imgcheck.verdict import Verdict
@@ -32,7 +32,7 @@ FACTS = ImageFacts(
 )
 
 
-@dataclass(frozen=True)
+@record
 class Config(RuleConfig):
     pass
 

@@ -122,3 +122,26 @@ def test_own_dunder_methods_are_refused() -> None:
 
             def __eq__(self, other: object) -> bool:
                 return True
+
+
+def test_frozen_covers_new_names_subclasses_and_post_init() -> None:
+    @record
+    class Base:
+        name: str
+
+    @record
+    class Child(Base):
+        size: int = 0
+        doubled: int = field(init=False, default=0)
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "doubled", self.size * 2)  # as with a frozen dataclass
+
+    child = Child("a", 2)
+    assert child.doubled == 4
+    assert child == Child("a", 2) and child != Base("a")
+    for name in ("name", "size", "doubled", "not_a_field"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(child, name, 1)
+    assert not hasattr(child, "not_a_field")
+    assert dataclasses.replace(child, size=3).doubled == 6
