@@ -26,6 +26,11 @@ for bin in "${!PACKAGE_FOR[@]}"; do
 done
 # busybox may exist as a dynamic build; the fixtures need the static one.
 if ! dpkg -s busybox-static >/dev/null 2>&1; then missing+=(busybox-static); fi
+# Debian's python3 (the venv's interpreter below) ships `venv` without ensurepip until python3-venv is in.
+if [ -z "${PYTHON:-}" ] && /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 \
+  && ! /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}" >&2
   $SUDO apt-get update -qq
