@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from packaging.version import InvalidVersion, Version
+
+from imgcheck.record import record
 
 _SEMVER_RE = re.compile(
     r"v?(?P<core>(?:0|[1-9]\d*)\.(?:0|[1-9]\d*)\.(?:0|[1-9]\d*))"
@@ -28,7 +29,7 @@ _LIST_CACHE = 64
 """Distinct tag lists remembered: one per repository of the run is what repeats."""
 
 
-@dataclass(frozen=True, order=False)
+@record
 class Release:
     """A tag that names a semver release."""
 
