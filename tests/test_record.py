@@ -145,3 +145,24 @@ def test_frozen_covers_new_names_subclasses_and_post_init() -> None:
             setattr(child, name, 1)
     assert not hasattr(child, "not_a_field")
     assert dataclasses.replace(child, size=3).doubled == 6
+
+
+def test_imgcheck_defines_its_frozen_classes_as_records() -> None:
+    """A plain `@dataclass(frozen=True)` costs six compiled methods at every start-up (bench/RESULTS.md);
+    the one exception keeps `slots=True` for the 10,000 findings of a Trivy report."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import imgcheck
+
+    plain = []
+    for module in pkgutil.walk_packages(imgcheck.__path__, "imgcheck."):
+        if module.name in ("imgcheck.__main__",):
+            continue
+        loaded = importlib.import_module(module.name)
+        for _, cls in inspect.getmembers(loaded, inspect.isclass):
+            params = getattr(cls, "__dataclass_params__", None)
+            if cls.__module__ == module.name and params is not None and params.frozen:
+                plain.append(f"{module.name}.{cls.__qualname__}")
+    assert plain == ["imgcheck.vulns.evaluate.Judged"]
