@@ -36,9 +36,15 @@ def policy_and_options(
     timeout: float,
     no_smoke: bool = False,
     keep_images: bool = False,
+    jobs: int | None = None,
 ) -> tuple[Policy, VerifyOptions]:
     """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on."""
     from imgcheck.checks.interface import VerifyOptions
+
+    if jobs is not None and jobs < 1:
+        from imgcheck.errors import UsageError
+
+        raise UsageError(f"--jobs must be at least 1 (images collecting evidence at once), got {jobs}")
     from imgcheck.policy.loader import default_policy_path, load_policy
 
     loaded = load_policy(policy if policy is not None else default_policy_path(Path.cwd()))
@@ -51,5 +57,6 @@ def policy_and_options(
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
         policy_dir=loaded.base_dir,
+        jobs=jobs,
     )
     return loaded, options

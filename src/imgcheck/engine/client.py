@@ -129,3 +129,20 @@ def registered_emulators(binfmt_dir: Path = BINFMT_DIR) -> frozenset[str]:
         if lines and lines[0].strip() == "enabled" and "F" in flags:
             found.add(arch)
     return frozenset(found)
+
+
+_ENGINE_CPUS: list[int | None] = []
+
+
+def engine_cpus() -> int | None:
+    """The engine's CPU count (asked once per process); None when no engine answers or it does not say
+    (each image's own collect then reports the engine's absence)."""
+    if not _ENGINE_CPUS:
+        try:
+            engine = connect()
+        except EngineError:
+            _ENGINE_CPUS.append(None)
+        else:
+            engine.close()
+            _ENGINE_CPUS.append(engine.ncpu or None)
+    return _ENGINE_CPUS[0]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from imgcheck.engine.client import QEMU_NAMES, Engine, connect
-from imgcheck.engine.pull import PulledImage, pull_by_digest, release
+from imgcheck.engine.pull import PulledImage, SharedPulls
 from imgcheck.engine.run import RunResult, RunSpec, run_locked_down
 from imgcheck.errors import EngineError
 from imgcheck.facts import ImageFacts, PlatformFacts
@@ -55,15 +55,18 @@ def smoke_image(
     keep_images: bool = False,
     only_platform: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    pulls: SharedPulls | None = None,
 ) -> SmokeEvidence:
     """Pull each runnable platform by digest, measure it, run `spec` (None: measure only), clean up.
 
+    `pulls` shares pulls with the run's other images (default: this image's own, removed after use).
     Raises EngineError when no engine answers; a failure on one platform is recorded for it alone.
     """
     engine = connect()
+    pulls = pulls or SharedPulls({}, keep=keep_images, progress=progress)
     try:
         runs = tuple(
-            _one_platform(engine, facts, p, spec, keep_images, progress)
+            _one_platform(engine, facts, p, spec, pulls, progress)
             for p in facts.platforms
             if only_platform is None or p.platform == only_platform
         )
@@ -77,7 +80,7 @@ def _one_platform(
     facts: ImageFacts,
     platform: PlatformFacts,
     spec: RunSpec | None,
-    keep_images: bool,
+    pulls: SharedPulls,
     progress: Callable[[str], None],
 ) -> PlatformRun:
     reference = f"{facts.registry}/{facts.repository}@{platform.manifest_digest}"
@@ -87,7 +90,7 @@ def _one_platform(
         return replace(base, skipped=_why_not_runnable(engine, platform.platform))
     try:
         label = f"{facts.name} {platform.platform} ({platform.manifest_digest[:19]})"
-        pulled = pull_by_digest(engine, reference, progress, label)
+        pulled = pulls.acquire(engine, reference, progress, label)
     except EngineError as exc:
         return replace(base, error=str(exc), emulated=emulated)
     try:
@@ -95,7 +98,7 @@ def _one_platform(
     except EngineError as exc:
         return replace(base, error=str(exc), uncompressed_size=pulled.size, emulated=emulated)
     finally:
-        release(engine, pulled, keep=keep_images, progress=progress)
+        pulls.release(engine, pulled, progress)
     return replace(base, result=result, uncompressed_size=pulled.size, emulated=emulated)
 
 
@@ -110,7 +113,10 @@ def _run(
     if spec is None:
         return None
     progress(f"smoke {name} ({platform}): running locked down, timeout {spec.timeout:g} s")
-    return run_locked_down(engine, pulled.reference, spec)
+    result = run_locked_down(engine, pulled.reference, spec)
+    ended = "timed out" if result.timed_out else f"exited {result.exit_code}"
+    progress(f"smoke {name} ({platform}): {ended} after {result.seconds:.1f} s")
+    return result
 
 
 def _why_not_runnable(engine: Engine, platform: str) -> str:
