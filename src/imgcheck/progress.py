@@ -60,7 +60,8 @@ class StderrProgress:
         """The progress of one image: its own line on a terminal, plain lines in a log."""
 
         def say(message: str) -> None:
-            shown = message if label in message else f"{label}: {message}"
+            named = message.startswith(label) or label in message.replace(":", " ").split()
+            shown = message if named else f"{label}: {message}"
             if self.verbose:
                 self._echo(shown)
             elif self._live is not None:
