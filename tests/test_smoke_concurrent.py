@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from fixtures.images import ImageConfig, Layer, busybox_base_layer, data_layer, 
 from fixtures.smoke_images import CPU_QUOTA_PROBE, ENTRY, VERSION, VERSION_LABEL
 from imgcheck.checks import load_rules
 from imgcheck.checks.interface import VerifyOptions
+from imgcheck.engine.run import RUN_LABEL
 from imgcheck.pipeline import _default_jobs, _gather_all, plan_targets
 from imgcheck.policy.loader import load_policy
 from imgcheck.registry.client import RegistryClient
@@ -76,6 +78,7 @@ def published(registry: RegistryServer, pusher: Pusher) -> Published:
     broken = data_layer("/data/only-here", 64 * 1024, seed=b"issue-19-broken")
     _image(pusher, "concurrent/broken", sleeper_script(0.5), [broken])
     registry.blob_path(broken.digest).unlink()  # the manifest still names it: the engine's pull fails
+    _image(pusher, "concurrent/hang", "#!/bin/sh\necho waiting for a broker\nexec sleep 3600\n")
     for index in range(3):
         _image(pusher, f"concurrent/spinner-{index}", SPINNER_SCRIPT.replace("spinning", f"spinner {index} spinning"))
     return Published(registry.host, broken.digest)
@@ -219,3 +222,30 @@ def test_default_jobs_is_one_per_image_up_to_the_engine_cpus(
     assert _default_jobs(items, rules, options) == min(len(names), ncpu)
     assert _default_jobs(items[:1], rules, options) == 1
     assert _default_jobs(items, rules, VerifyOptions(no_smoke=True)) == min(len(names), 4)  # registry reads only
+
+
+def test_ctrl_c_leaves_no_container_running(
+    engine: EngineHandle, docker_api: Any, published: Published, tmp_path: Path
+) -> None:
+    """The deadline of each run is kept by its own thread: an interrupted verify must not leave a hanging
+    image running with nobody left to kill it."""
+    policy = write_policy(tmp_path, published.host, ["hang", "slow"], "{timeout: 120s}")
+    command = [sys.executable, "-m", "imgcheck", "verify", "latest", "--policy", str(policy), "--jobs", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert proc.stderr is not None
+    seen: list[str] = []
+    for line in proc.stderr:
+        seen.append(line)
+        if sum("running locked down" in s for s in seen) == 2:
+            break
+    else:
+        pytest.fail(f"the runs never started: {''.join(seen)}")
+    deadline = time.monotonic() + 30
+    while len(docker_api.containers(filters={"label": RUN_LABEL})) < 2:  # both run at once
+        assert time.monotonic() < deadline, "the two runs were never under way together"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 2, rest
+    assert "imgcheck: error: interrupted" in rest
+    assert docker_api.containers(all=True, filters={"label": RUN_LABEL}) == []

@@ -133,15 +133,17 @@ def measure_uncompressed(ctx: CollectContext, facts: ImageFacts) -> Mapping[str,
 
 def shared_pulls(ctx: CollectContext) -> SharedPulls:
     """The run's pulls: a digest that several images of the run share is pulled once, removed after the last."""
-    wanted = Counter(
-        p.manifest_digest
-        for image in ctx.images
-        for p in image.platforms
-        if ctx.options.platform is None or p.platform == ctx.options.platform
-    )
-    return ctx.shared.get(
-        "engine.pulls", lambda: SharedPulls(wanted, keep=ctx.options.keep_images, progress=ctx.progress)
-    )
+
+    def make() -> SharedPulls:
+        wanted = Counter(
+            p.manifest_digest
+            for image in ctx.images
+            for p in image.platforms
+            if ctx.options.platform is None or p.platform == ctx.options.platform
+        )
+        return SharedPulls(wanted, keep=ctx.options.keep_images, progress=ctx.progress)
+
+    return ctx.shared.get("engine.pulls", make)
 
 
 def collect_bound(_config: Config, options: VerifyOptions) -> int | None:

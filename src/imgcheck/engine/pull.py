@@ -201,7 +201,12 @@ class SharedPulls:
         release(engine, image, keep=self._keep, progress=progress)
 
     def close(self) -> None:
-        """Remove what some expected user never released (its collect ended before the pull)."""
+        """Remove what some expected user never released (its collect ended before the pull), and any
+        container still running (the run's end came early: Ctrl-C), so that its image can go too."""
+        from imgcheck.engine.run import remove_running
+
+        if remove_running():
+            self._progress("removed the smoke containers still running")
         with self._lock:
             left, self._entries = [e.image for e in self._entries.values() if e.image is not None], {}
         if not left or self._keep:

@@ -155,6 +155,7 @@ def _create_and_run(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     except OSError as exc:  # requests' errors are OSErrors: the engine went away
         raise EngineError(f"lost the engine while creating a container for {image}: {exc}") from None
     cid = str(container["Id"])
+    _RUNNING[cid] = api
     try:
         return _attach_start_wait(api, cid, spec)
     except APIError as exc:
@@ -162,6 +163,7 @@ def _create_and_run(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     except OSError as exc:
         raise EngineError(f"lost the engine while running {image}: {exc}") from None
     finally:
+        _RUNNING.pop(cid, None)
         _remove(api, cid)
 
 
@@ -297,3 +299,18 @@ def _remove(api: Any, cid: str) -> None:
             f"could not remove smoke container {cid[:12]}: {getattr(exc, 'explanation', None) or exc}",
             hint=f"remove it by hand: docker rm -f {cid[:12]}",
         ) from None
+
+
+_RUNNING: dict[str, Any] = {}
+"""Container id -> the API client running it, while a run is under way (on any thread)."""
+
+
+def remove_running() -> int:
+    """Force-remove every container a run of this process still has (a Ctrl-C left its thread running:
+    the deadline is kept by that thread, so nothing else would stop a hanging image). How many."""
+    removed = 0
+    for cid, api in list(_RUNNING.items()):
+        with contextlib.suppress(Exception):  # best effort on the way out: the run may end by itself meanwhile
+            _remove(api, cid)
+            removed += 1
+    return removed
