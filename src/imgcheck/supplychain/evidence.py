@@ -43,13 +43,21 @@ def read_trust_file(path: str, base: Path, what: str) -> bytes:
 
 
 def build_trust(
-    keys: tuple[str, ...], issuer: str | None, identity: str | None, trusted_root: str | None, base: Path
+    keys: tuple[str, ...],
+    issuer: str | None,
+    identity: str | None,
+    trusted_root: str | None,
+    base: Path,
+    *,
+    require_sct: bool = True,
 ) -> Trust:
     return Trust(
         keys=tuple((k, read_trust_file(k, base, "public key")) for k in keys),
         issuer=issuer,
         identity=identity,
         trusted_root=read_trust_file(trusted_root, base, "trusted root") if trusted_root else None,
+        trusted_root_name=trusted_root,
+        require_sct=require_sct,
     )
 
 
