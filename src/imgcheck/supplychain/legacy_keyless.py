@@ -1,10 +1,10 @@
 """cosign v1/v2 keyless signatures and attestations (`.sig` / `.att` tags), verified offline.
 
 The layer carries a Fulcio leaf (`dev.sigstore.cosign/certificate`), maybe its chain, and a Rekor SET
-(`dev.sigstore.cosign/bundle`). In order: the SET with a log of the trusted root; the leaf's chain
-at the entry's integrated time; the signature with the leaf's key; the entry body bound to this
-blob, signature and leaf; the embedded SCT (`keyless.require_sct`); issuer AND identity. The caller
-then binds the payload to the image (docker-manifest-digest or in-toto subject).
+(`dev.sigstore.cosign/bundle`). In order: the SET with a log of the trusted root; the signature with
+the leaf's key; the entry body bound to this blob, signature and leaf; the leaf's chain at the entry's
+integrated time; the embedded SCT (`keyless.require_sct`); issuer AND identity. The caller then binds
+the payload to the image (docker-manifest-digest or in-toto subject).
 
 Key-based signatures' SETs go through the same SET and body checks (`key_set`).
 """
@@ -106,11 +106,11 @@ def verify_keyless(
     identity: dict[str, Any] = {"issuer": fulcio.issuer(leaf), "identity": sans}
     try:
         log = rekor_set.verify(entry, root)
-        chain = fulcio.verify_chain(leaf, annotated, root, entry.time)
         sig = _verified_signature(key, signature, envelope, att.content)
         kind = rekor_body.check(
             entry.decoded_body(), rekor_body.Signed(att.content, sig, _spki(leaf.public_key()), envelope)
         )
+        chain = fulcio.verify_chain(leaf, annotated, root, entry.time)
         ct_log = sct.verify_embedded(leaf, chain[1], root) if trust.require_sct else None
     except rekor_body.UnknownKind as exc:
         return Outcome("unsupported", str(exc), origin, identity)
