@@ -190,6 +190,13 @@ SIG_TAMPERS: dict[str, tuple[Callable[[Attachment], Attachment], tuple[str, ...]
     ),
     "bundle moved onto another signature": (lambda a: with_annotations(a, bundle=_other_bundle()), ("another",)),
     "no bundle": (lambda a: with_annotations(a, bundle=None), ("without a Rekor bundle",)),
+    "certificate not PEM": (lambda a: with_annotations(a, certificate="not a certificate"), ("corrupt",)),
+    "chain not PEM": (lambda a: with_annotations(a, chain="-----BEGIN CERTIFICATE-----\nAAAA\n"), ("corrupt",)),
+    "body not base64": (lambda a: edit_bundle(a, lambda d: d["Payload"].update(body="%%%")), ("SET does not verify",)),  # type: ignore[union-attr]
+    "absurd integrated time": (
+        lambda a: edit_bundle(a, lambda d: d["Payload"].update(integratedTime=10**30)),  # type: ignore[union-attr]
+        ("corrupt", "integratedTime"),
+    ),
     "bundle not JSON": (lambda a: with_annotations(a, bundle="{"), ("corrupt",)),
 }
 

@@ -211,3 +211,17 @@ def test_envelope_payload_is_base64_in_the_att_layer(sigstore: PrivateSigstore) 
     statement = intoto_statement("sha256:" + "0" * 64, "x", "https://slsa.dev/provenance/v1", {})
     envelope, _ = sigstore.sign_statement(statement, IDENTITY, GITHUB)
     assert json.loads(base64.b64decode(json.loads(envelope)["payload"])) == statement
+
+
+def test_unusable_trusted_root_is_an_error_naming_it(
+    pusher: Pusher, registry: RegistryServer, sigstore: PrivateSigstore, tmp_path: Path
+) -> None:
+    repo = "keyless/bad-root"
+    digest = push_tiny_image(pusher, repo)
+    _sign(pusher, registry.host, repo, digest, sigstore)
+    broken = json.loads(sigstore.trusted_root())
+    broken["tlogs"][0]["publicKey"]["rawBytes"] = "not base64!"
+    policy = _policy(tmp_path, json.dumps(broken).encode(), "signature", _keyless())
+    code, check, err = _verify(f"{registry.host}/{repo}:v1", policy, "signature")
+    assert code == 2 and check["verdict"] == "error", err + json.dumps(check)
+    assert "trusted root trusted_root.json is unusable: tlogs[0] publicKey rawBytes is not base64" in check["message"]

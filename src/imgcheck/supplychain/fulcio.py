@@ -75,7 +75,7 @@ def verify_chain(leaf: Any, annotated: Sequence[Any], root: TrustedRoot, when: d
     )
     try:
         verified = verifier.verify(leaf, intermediates)
-    except VerificationError as exc:
+    except (VerificationError, ValueError, TypeError) as exc:
         reason = re.sub(r"\s*\(encountered processing .*\)$", "", str(exc)).removeprefix("validation failed: ")
         raise ChainError(
             f"the certificate does not chain to trusted root {root.name} at {when:%Y-%m-%dT%H:%M:%SZ}: {reason}"

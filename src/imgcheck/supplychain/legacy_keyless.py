@@ -99,11 +99,11 @@ def verify_keyless(
         leaf = fulcio.load_pem_chain(att.annotations.get(ANN_CERTIFICATE, ""))[0]
         chain_text = att.annotations.get(ANN_CHAIN)
         annotated = fulcio.load_pem_chain(chain_text) if chain_text else []
+        key = PublicKey("the certificate", leaf.public_key())
+        sans = sorted(_sans(leaf))
+        identity: dict[str, Any] = {"issuer": fulcio.issuer(leaf), "identity": sans}
     except (MalformedError, ValueError) as exc:
         return Outcome("rejected", f"corrupt keyless signature: {exc}", origin)
-    key = PublicKey("the certificate", leaf.public_key())
-    sans = sorted(_sans(leaf))
-    identity: dict[str, Any] = {"issuer": fulcio.issuer(leaf), "identity": sans}
     try:
         log = rekor_set.verify(entry, root)
         sig = _verified_signature(key, signature, envelope, att.content)
@@ -114,7 +114,7 @@ def verify_keyless(
         ct_log = sct.verify_embedded(leaf, chain[1], root) if trust.require_sct else None
     except rekor_body.UnknownKind as exc:
         return Outcome("unsupported", str(exc), origin, identity)
-    except (rekor_set.SetError, fulcio.ChainError, MalformedError, rekor_body.BodyError, sct.SctError) as exc:
+    except ValueError as exc:  # SetError, ChainError, MalformedError, BodyError, SctError, a corrupt extension
         return Outcome("rejected", f"keyless signature did not verify: {exc}", origin, identity)
     problem = fulcio.identity_problem(leaf, trust.issuer, trust.identity)
     if problem:

@@ -48,8 +48,8 @@ class LogEntry:
 
 
 def _int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise MalformedError(f"Rekor bundle {what} is not an integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise MalformedError(f"Rekor bundle {what} is not a non-negative integer")
     return value
 
 

@@ -40,7 +40,7 @@ def _signed_data(sct: Any, leaf: Any, issuer: Any) -> bytes:
 
 
 def _verify_one(key: Any, sct: Any, data: bytes) -> bool:
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
     try:
@@ -50,7 +50,7 @@ def _verify_one(key: Any, sct: Any, data: bytes) -> bool:
             key.verify(sct.signature, data, padding.PKCS1v15(), sct.signature_hash_algorithm)
         else:
             return False
-    except InvalidSignature:
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
 
