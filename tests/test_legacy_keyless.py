@@ -349,3 +349,16 @@ def test_private_keyless_attestation_of_each_rekor_kind(kind: str) -> None:
     other_envelope, _ = signer.sign_statement(statement, IDENTITY, GITHUB, kind=kind)
     swapped = with_content(att, other_envelope)  # a valid envelope of the same identity, not the logged one
     assert check_attestation(swapped, [DIGEST], private_trust(signer.trusted_root())).status == "rejected"
+
+
+def test_long_issuer_is_read_from_its_der_utf8_string() -> None:
+    """An issuer of 128 bytes or more has a long-form DER length (a private OIDC provider's long URL)."""
+    signer = PrivateSigstore()
+    issuer = "https://oidc.example.com/" + "tenant/" * 20
+    payload = simplesigning_payload("registry.test/o/r", DIGEST)
+    att = Attachment(
+        "simplesigning", "long", DIGEST, SIMPLESIGNING, payload, signer.sign_payload(payload, IDENTITY, issuer)
+    )
+    policy = Trust(issuer=issuer, identity=r"https://github\.com/o/r/.+", trusted_root=signer.trusted_root())
+    outcome = verify_simplesigning(att, DIGEST, policy)
+    assert outcome.status == "verified" and outcome.details["issuer"] == issuer, outcome.message
