@@ -362,3 +362,49 @@ def test_long_issuer_is_read_from_its_der_utf8_string() -> None:
     policy = Trust(issuer=issuer, identity=r"https://github\.com/o/r/.+", trusted_root=signer.trusted_root())
     outcome = verify_simplesigning(att, DIGEST, policy)
     assert outcome.status == "verified" and outcome.details["issuer"] == issuer, outcome.message
+
+
+def test_key_signed_attestation_set_is_checked_when_present(tmp_path: Path) -> None:
+    """`cosign attest --key` with a Rekor upload: the dsse entry must name this envelope and this key."""
+    from datetime import UTC, datetime
+
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fixtures.supplychain import dsse_envelope
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "k.key").write_bytes(key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.PKCS8, ser.NoEncryption()))
+    pub = key.public_key().public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
+    statement = intoto_statement(DIGEST, "registry.test/o/r", "https://slsa.dev/provenance/v1", {"x": 1})
+    envelope = dsse_envelope(statement, tmp_path / "k.key")
+    doc = json.loads(envelope)
+    signer = PrivateSigstore()
+
+    def sha(data: bytes) -> dict[str, str]:
+        return {"algorithm": "sha256", "value": hashlib.sha256(data).hexdigest()}
+
+    body = {
+        "apiVersion": "0.0.1",
+        "kind": "dsse",
+        "spec": {
+            "envelopeHash": sha(envelope),
+            "payloadHash": sha(base64.b64decode(doc["payload"])),
+            "signatures": [{"signature": doc["signatures"][0]["sig"], "verifier": base64.b64encode(pub).decode()}],
+        },
+    }
+    bundle = signer.rekor_bundle(body, datetime.now(UTC))
+    policy = Trust(keys=(("k.pub", pub),), trusted_root=signer.trusted_root(), trusted_root_name="private.json")
+    att = Attachment("dsse", "key-att", DIGEST, DSSE_ENVELOPE, envelope, {ANN_BUNDLE: bundle})
+    ok = check_attestation(att, [DIGEST], policy)
+    assert ok.status == "verified", ok.message
+    assert str(ok.details["rekor_set"]).startswith("verified: dsse 0.0.1 entry, https://rekor.imgcheck.test")
+    bad = edit_bundle(att, lambda d: d.update(SignedEntryTimestamp=flip_b64(str(d["SignedEntryTimestamp"]))))
+    assert_rejected(check_attestation(bad, [DIGEST], policy), "SET does not verify")
+    other_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    other_pub = other_key.public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
+    body["spec"]["signatures"][0]["verifier"] = base64.b64encode(other_pub).decode()  # type: ignore[index]
+    wrong_signer = with_annotations(att, bundle=signer.rekor_bundle(body, datetime.now(UTC)))
+    assert_rejected(check_attestation(wrong_signer, [DIGEST], policy), "another signer")
+    absent = check_attestation(with_annotations(att, bundle=None), [DIGEST], policy)
+    assert absent.status == "verified" and str(absent.details["rekor_set"]).startswith("absent")
