@@ -408,3 +408,13 @@ def test_key_signed_attestation_set_is_checked_when_present(tmp_path: Path) -> N
     assert_rejected(check_attestation(wrong_signer, [DIGEST], policy), "another signer")
     absent = check_attestation(with_annotations(att, bundle=None), [DIGEST], policy)
     assert absent.status == "verified" and str(absent.details["rekor_set"]).startswith("absent")
+
+
+def test_an_unread_rekor_kind_is_a_named_error_not_a_pass() -> None:
+    from datetime import UTC, datetime
+
+    signer = PrivateSigstore()
+    att = private_sig(signer)
+    rekord = signer.rekor_bundle({"apiVersion": "0.0.1", "kind": "rekord", "spec": {"data": {}}}, datetime.now(UTC))
+    outcome = verify_simplesigning(with_annotations(att, bundle=rekord), DIGEST, private_trust(signer.trusted_root()))
+    assert outcome.status == "unsupported" and "rekord 0.0.1 are not supported" in outcome.message, outcome
