@@ -151,18 +151,12 @@ def registered_emulators(binfmt_dir: Path = BINFMT_DIR) -> frozenset[str]:
     return frozenset(found)
 
 
-_ENGINE_CPUS: list[int | None] = []
-
-
 def engine_cpus() -> int | None:
-    """The engine's CPU count (asked once per process); None when no engine answers or it does not say
-    (each image's own collect then reports the engine's absence)."""
-    if not _ENGINE_CPUS:
-        try:
-            engine = connect()
-        except EngineError:
-            _ENGINE_CPUS.append(None)
-        else:
-            engine.close()
-            _ENGINE_CPUS.append(engine.ncpu or None)
-    return _ENGINE_CPUS[0]
+    """The engine's CPU count (what `connect` keeps for the process: asked once per DOCKER_HOST); None
+    when no engine answers or it does not say (each image's own collect then reports the engine's absence)."""
+    try:
+        engine = connect()
+    except EngineError:
+        return None
+    engine.close()
+    return engine.ncpu or None
