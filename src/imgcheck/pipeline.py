@@ -236,8 +236,8 @@ def _collect_every(items: list[_Planned], rules: Mapping[str, RuleSpec], ctx: Co
         say = keyed(label) if callable(keyed) else ctx.progress
         _collect_all(item, rules, dataclasses.replace(ctx, progress=say))
 
-    if collecting:
-        ctx.progress(f"collecting evidence for {len(collecting)} image(s), {min(jobs, len(collecting))} at a time")
+    if len(collecting) > 1:
+        ctx.progress(f"collecting evidence for {len(collecting)} images, {min(jobs, len(collecting))} at a time")
     try:
         parallel_map(collect, collecting, jobs)
     finally:
