@@ -63,7 +63,7 @@ def test_lines_from_many_threads_never_interleave(capsys: pytest.CaptureFixture[
 def test_a_terminal_shows_one_line_per_image_under_the_spinner() -> None:
     progress = StderrProgress(quiet=False, verbose=False, terminal=True)
     try:
-        progress("collecting evidence for 2 image(s), 2 at a time")
+        progress("collecting evidence for 2 images, 2 at a time")
         producer, consumer = progress.for_image("producer"), progress.for_image("consumer")
         producer(PULL_METER)
         consumer("smoke consumer (linux/amd64): running locked down, timeout 30 s")
@@ -74,7 +74,7 @@ def test_a_terminal_shows_one_line_per_image_under_the_spinner() -> None:
     finally:
         progress.stop()
     shown = [line.rstrip() for line in console.export_text().splitlines()]
-    assert shown[0].endswith("imgcheck: collecting evidence for 2 image(s), 2 at a time")
+    assert shown[0].endswith("imgcheck: collecting evidence for 2 images, 2 at a time")
     assert shown[1:] == [f"  {PULLED}", "  consumer: [bold]not markup[/bold]"]
 
 
