@@ -249,3 +249,23 @@ def test_ctrl_c_leaves_no_container_running(
     assert proc.returncode == 2, rest
     assert "imgcheck: error: interrupted" in rest
     assert docker_api.containers(all=True, filters={"label": RUN_LABEL}) == []
+
+
+def test_two_images_of_one_failing_digest_share_the_failure(
+    engine: EngineHandle, docker_api: Any, published: Published, tmp_path: Path
+) -> None:
+    """Two policy images of one repository and digest: one pull, which fails; each image gets the error."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        f"version: 1\nregistry: {published.host}\nimages:\n"
+        "  - {name: broken-1, repository: concurrent/broken}\n"
+        "  - {name: broken-2, repository: concurrent/broken}\n"
+        f"rules:\n  smoke: {VERSIONED}\n"
+    )
+    code, report, stderr = verify(policy, "--jobs", "2")
+    assert code == 2, report
+    messages = [i["checks"][0]["message"] for i in report["images"]]
+    assert [i["name"] for i in report["images"]] == ["broken-1", "broken-2"]
+    assert all(m.startswith("could not run: the engine could not pull") for m in messages), messages
+    assert messages[0] == messages[1]
+    assert "pulled once for both" in stderr
