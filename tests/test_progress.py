@@ -78,10 +78,10 @@ def test_a_terminal_shows_one_line_per_image_under_the_spinner() -> None:
     assert shown[1:] == [f"  {PULLED}", "  consumer: [bold]not markup[/bold]"]
 
 
-@pytest.mark.parametrize("jobs", ["0", "-2"])
-def test_jobs_below_one_is_a_one_line_usage_error(jobs: str) -> None:
+@pytest.mark.parametrize(("command", "jobs"), [(["verify", "latest"], "0"), (["verify"], "-2"), (["audit"], "0")])
+def test_jobs_below_one_is_a_one_line_usage_error(command: list[str], jobs: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "imgcheck", "verify", "latest", "--jobs", jobs],
+        [sys.executable, "-m", "imgcheck", *command, "--jobs", jobs],
         capture_output=True,
         text=True,
         env=os.environ.copy(),
