@@ -36,8 +36,11 @@ def policy_and_options(
     timeout: float,
     no_smoke: bool = False,
     keep_images: bool = False,
+    scan: bool | None = None,
 ) -> tuple[Policy, VerifyOptions]:
-    """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on."""
+    """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on.
+    `scan` (verify, audit): `--scan`; trivy must then be there whenever the run will scan (exit 2 now
+    with how to install it, not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
     from imgcheck.policy.loader import default_policy_path, load_policy
 
@@ -51,5 +54,10 @@ def policy_and_options(
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
         policy_dir=loaded.base_dir,
+        scan=bool(scan),
     )
+    if scan is not None:
+        from imgcheck.vulns.scan import require_trivy
+
+        require_trivy(loaded, scan)
     return loaded, options

