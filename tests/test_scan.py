@@ -109,7 +109,16 @@ def test_a_fixable_critical_fails_naming_the_cve_and_package(
     registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
 ) -> None:
     rule = "    fail_on: [CRITICAL]\n    warn_on: [HIGH]\n"
-    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, rule)), env=scan_env)
+    done = run_cli(
+        "verify",
+        "v1",
+        "--scan",
+        "--format",
+        "json",
+        "--policy",
+        str(policy(tmp_path, registry.host, rule)),
+        env=scan_env,
+    )
     assert done.returncode == 1, done.stderr
     check = vuln_check(done.stdout)
     assert check["verdict"] == "fail"
@@ -128,9 +137,12 @@ def test_an_unfixed_high_only_warns_under_fixable_only_and_a_waiver_applies_to_s
 ) -> None:
     rule = (
         "    fail_on: [CRITICAL, HIGH]\n    fixable_only: true\n    scan: true\n    ignore:\n"
-        "      - id: CVE-2026-10001\n        reason: openssl is not reachable in this image\n        expires: 2099-01-01\n"
+        "      - id: CVE-2026-10001\n        reason: openssl is not reachable in this image\n"
+        "        expires: 2099-01-01\n"
     )
-    done = run_cli("verify", "v1", "--format", "json", "--policy", str(policy(tmp_path, registry.host, rule)), env=scan_env)
+    done = run_cli(
+        "verify", "v1", "--format", "json", "--policy", str(policy(tmp_path, registry.host, rule)), env=scan_env
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     check = vuln_check(done.stdout)
     message = str(check["message"])
@@ -160,7 +172,15 @@ def test_a_repeat_run_with_the_same_db_reuses_the_scan_and_runs_no_trivy(
 ) -> None:
     wrapper, count = counting_wrapper(tmp_path, trivy)
     env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
-    args = ("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")))
+    args = (
+        "verify",
+        "v1",
+        "--scan",
+        "--format",
+        "json",
+        "--policy",
+        str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")),
+    )
     first = run_cli(*args, env=env)
     assert first.returncode == 1 and runs(count) == 1, first.stderr
     assert "scanned with trivy" in str(vuln_check(first.stdout)["message"])
@@ -179,7 +199,9 @@ def test_each_platform_of_an_index_is_scanned_and_bound(
 ) -> None:
     layers = [busybox_base_layer(), debian_layer(DEFAULT_PACKAGES)]
     amd = push_image(pusher, "scan/multi", layers, ImageConfig(architecture="amd64"))
-    arm = push_image(pusher, "scan/multi", [busybox_base_layer(), debian_layer(CLEAN_PACKAGES)], ImageConfig(architecture="arm64"))
+    arm = push_image(
+        pusher, "scan/multi", [busybox_base_layer(), debian_layer(CLEAN_PACKAGES)], ImageConfig(architecture="arm64")
+    )
     push_index(pusher, "scan/multi", [amd, arm], tags=["v1"])
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n", repository="scan/multi")
     done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), env=scan_env)
@@ -192,9 +214,7 @@ def test_each_platform_of_an_index_is_scanned_and_bound(
     assert len(hows) == 2
 
 
-def test_trivy_missing_is_one_line_saying_how_to_install_it(
-    registry: RegistryServer, app: str, tmp_path: Path
-) -> None:
+def test_trivy_missing_is_one_line_saying_how_to_install_it(registry: RegistryServer, app: str, tmp_path: Path) -> None:
     """An interpreter with no trivy beside it and a PATH without one: exit 2 before any work."""
     real_python = os.path.realpath(sys.executable)
     site = sysconfig.get_paths()["purelib"]
@@ -224,13 +244,26 @@ def test_trivy_missing_is_one_line_saying_how_to_install_it(
 def test_an_unreachable_db_is_an_error_with_trivys_own_last_line(
     registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
 ) -> None:
-    env = {**scan_env, "TRIVY_CACHE_DIR": str(tmp_path / "empty-cache"), "TRIVY_DB_REPOSITORY": "127.0.0.1:9/nothing/here:2"}
-    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")), env=env)
+    env = {
+        **scan_env,
+        "TRIVY_CACHE_DIR": str(tmp_path / "empty-cache"),
+        "TRIVY_DB_REPOSITORY": "127.0.0.1:9/nothing/here:2",
+    }
+    done = run_cli(
+        "verify",
+        "v1",
+        "--scan",
+        "--format",
+        "json",
+        "--policy",
+        str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")),
+        env=env,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     check = vuln_check(done.stdout)
     message = str(check["message"])
     assert check["verdict"] == "error", message
-    assert message.startswith("trivy failed on ") and "FATAL" in message, message
+    assert message.startswith("trivy failed on ") and "127.0.0.1:9" in message, message  # trivy's own last line
     assert "Traceback" not in done.stderr
     assert not list((tmp_path / "xdg-cache").rglob("*.json"))  # nothing stored that could pass later
 
@@ -274,7 +307,14 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
     assert night1.returncode in (0, 1), night1.stderr
     assert runs(count) == 2
     # the next night: a new DB (CI starts with an empty trivy cache) knows a glibc CRITICAL
-    night2 = run_cli(*args, env={**env, "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"), "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    night2 = run_cli(
+        *args,
+        env={
+            **env,
+            "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"),
+            "TRIVY_CACHE_DIR": str(tmp_path / "night2"),
+        },
+    )
     assert night2.returncode == 1, night2.stderr
     assert runs(count) == 4
     doc = json.loads(night2.stdout)
@@ -282,11 +322,18 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
     assert len(new) == 2, doc["drift"]
     text = " ".join(d["message"] for d in new)
     assert "v1.0.0" in text and "v1.1.0" in text
-    assert "DB of 2026-11-21" in text and "DB of 2026-11-20" in text, text
+    assert "scanned with the DB of 2026-11-21, previous run's DB of 2026-11-20" in text, text
     with sqlite3.connect(history_db) as conn:
         dbs = conn.execute("SELECT DISTINCT scan_db FROM releases ORDER BY scan_db").fetchall()
     assert dbs == [("2026-11-20T06:00:00Z",), ("2026-11-21T06:00:00Z",)]
     # a third night with the same DB re-scans nothing
-    night3 = run_cli(*args, env={**env, "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"), "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    night3 = run_cli(
+        *args,
+        env={
+            **env,
+            "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"),
+            "TRIVY_CACHE_DIR": str(tmp_path / "night2"),
+        },
+    )
     assert night3.returncode == 1, night3.stderr
     assert runs(count) == 4

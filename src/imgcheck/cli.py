@@ -144,7 +144,10 @@ def verify(
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
     scan: Annotated[
-        bool, typer.Option("--scan", help="Run trivy on each digest and judge its report (reused while its DB is unchanged).")
+        bool,
+        typer.Option(
+            "--scan", help="Run trivy on each digest and judge its report (reused while its DB is unchanged)."
+        ),
     ] = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip container runs (smoke reports skip).")] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Verify only this OS/ARCH.")] = None,  # noqa: UP045

@@ -72,7 +72,8 @@ def audit_command(
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
     scan: Annotated[
-        bool, typer.Option("--scan", help="Re-scan every release with trivy's current DB (reused while it is unchanged).")
+        bool,
+        typer.Option("--scan", help="Re-scan every release with trivy's current DB (reused while it is unchanged)."),
     ] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Audit only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,

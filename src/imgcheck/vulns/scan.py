@@ -12,6 +12,7 @@ goes wrong is an ImgcheckError (the rule's `error`) with trivy's own last line: 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -270,7 +271,11 @@ def _run(
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv, env=child_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                argv,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 start_new_session=True,
             )
         except OSError as err:
@@ -322,12 +327,7 @@ def _last(lines: list[str]) -> str:
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
-
