@@ -56,8 +56,9 @@ def policy_and_options(
         policy_dir=loaded.base_dir,
         scan=bool(scan),
     )
-    if scan is not None:
-        from imgcheck.vulns.scan import require_trivy
+    rules = (loaded.defaults, *(image.rules for image in loaded.images))
+    if scan or (scan is not None and any(getattr(r.get("vulnerabilities"), "scan", False) for r in rules)):
+        from imgcheck.vulns.scan import require_trivy  # only then: a metadata run imports no vulns code
 
-        require_trivy(loaded, scan)
+        require_trivy(loaded, bool(scan))
     return loaded, options
