@@ -8,6 +8,7 @@ the real binary.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -25,7 +26,7 @@ from fixtures.images import ImageConfig, busybox_base_layer, push_image, push_in
 from fixtures.trivydb import DEFAULT_PACKAGES, Advisory, DebPackage, TrivyDB, debian_layer, push_db, push_debian_image
 from imgcheck.errors import ImgcheckError
 from imgcheck.testing.push import Pusher
-from imgcheck.testing.registry_server import RegistryServer
+from imgcheck.testing.registry_server import RegistryServer, free_port
 from imgcheck.vulns.scan import find_trivy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,8 +211,8 @@ def test_each_platform_of_an_index_is_scanned_and_bound(
     message = str(check["message"])
     assert "linux/amd64: scanned with trivy" in message and "linux/arm64: scanned with trivy" in message, message
     assert "1 CRITICAL" in message, message  # only amd64 has the old openssl
-    hows = sorted(r["bound_by"] if "bound_by" in r else str(r) for r in check["details"]["reports"])  # type: ignore[index]
-    assert len(hows) == 2
+    hows = sorted(str(r["bound_by"]) for r in check["details"]["reports"])  # type: ignore[index]
+    assert hows == [f"linux/amd64 manifest {amd.digest[:19]}…", f"linux/arm64 manifest {arm.digest[:19]}…"]
 
 
 def test_trivy_missing_is_one_line_saying_how_to_install_it(registry: RegistryServer, app: str, tmp_path: Path) -> None:
@@ -307,14 +308,8 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
     assert night1.returncode in (0, 1), night1.stderr
     assert runs(count) == 2
     # the next night: a new DB (CI starts with an empty trivy cache) knows a glibc CRITICAL
-    night2 = run_cli(
-        *args,
-        env={
-            **env,
-            "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"),
-            "TRIVY_CACHE_DIR": str(tmp_path / "night2"),
-        },
-    )
+    new_db = {"TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two")}
+    night2 = run_cli(*args, env={**env, **new_db, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
     assert night2.returncode == 1, night2.stderr
     assert runs(count) == 4
     doc = json.loads(night2.stdout)
@@ -327,13 +322,81 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
         dbs = conn.execute("SELECT DISTINCT scan_db FROM releases ORDER BY scan_db").fetchall()
     assert dbs == [("2026-11-20T06:00:00Z",), ("2026-11-21T06:00:00Z",)]
     # a third night with the same DB re-scans nothing
-    night3 = run_cli(
-        *args,
-        env={
-            **env,
-            "TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two"),
-            "TRIVY_CACHE_DIR": str(tmp_path / "night2"),
-        },
-    )
+    night3 = run_cli(*args, env={**env, **new_db, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
     assert night3.returncode == 1, night3.stderr
     assert runs(count) == 4
+    assert not [d for d in json.loads(night3.stdout)["drift"] if d["kind"] == "new-cve"]  # reported once, not nightly
+
+
+def test_scan_with_a_policy_without_a_vulnerabilities_rule_is_a_usage_error(
+    registry: RegistryServer, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        f"version: 1\nregistry: {registry.host}\nimages:\n  - name: app\n    repository: scan/app\n"
+        "rules:\n  config:\n    non_root: true\n"
+    )
+    done = run_cli("verify", "v1", "--scan", "--policy", str(path), env=scan_env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "imgcheck: error: --scan: the policy has no vulnerabilities rule to judge a scan with; add one"
+    )
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """A registry that wants a password (htpasswd), holding the Debian test image."""
+    import bcrypt
+    import requests
+
+    root = tmp_path_factory.mktemp("private-registry")
+    hashed = bcrypt.hashpw(PRIVATE_PASSWORD.encode(), bcrypt.gensalt(rounds=5)).decode()
+    (root / "htpasswd").write_text(f"release-bot:{hashed}\n")
+    server = RegistryServer(root=root, port=free_port())
+    server.extra_config = f"auth:\n  htpasswd:\n    realm: imgcheck-test\n    path: {root / 'htpasswd'}\n"
+    server.start()
+    session = requests.Session()
+    session.auth = ("release-bot", PRIVATE_PASSWORD)
+    push_debian_image(Pusher(server.host, session=session), "team/app", tags=["v1"])
+    yield server
+    server.stop()
+
+
+PRIVATE_PASSWORD = "s3cret-scan-password-7f3a"
+
+
+def test_registry_credentials_reach_trivy_by_environment_only(
+    private_registry: RegistryServer, scan_env: dict[str, str], trivy: str, tmp_path: Path
+) -> None:
+    """imgcheck's credentials for the image's registry go to trivy as TRIVY_USERNAME/PASSWORD: the wrapper
+    hides Docker's config from trivy, so the scan only succeeds if they arrived; argv and output never
+    hold the secret. Without credentials the registry refuses trivy too, and that is an error."""
+    log = tmp_path / "trivy-argv.txt"
+    script = tmp_path / "trivy-no-docker-config"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> "{log}"\necho "user=$TRIVY_USERNAME" >> "{log}"\n'
+        f'exec env -u DOCKER_CONFIG HOME=/nonexistent "{trivy}" "$@"\n'
+    )
+    script.chmod(0o755)
+    auth = base64.b64encode(f"release-bot:{PRIVATE_PASSWORD}".encode()).decode()
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {private_registry.host: {"auth": auth}}}))
+    env = {**scan_env, "IMGCHECK_TRIVY": str(script), "DOCKER_CONFIG": str(tmp_path / "docker")}
+    path = policy(tmp_path, private_registry.host, "    fail_on: [CRITICAL]\n", repository="team/app")
+    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), "-v", env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CVE-2026-10001" in str(vuln_check(done.stdout)["message"])
+    assert "user=release-bot" in log.read_text()
+    for text in (log.read_text(), done.stdout, done.stderr):
+        assert PRIVATE_PASSWORD not in text
+    # trivy without them (the wrapper drops them): the registry refuses trivy, and that is an error
+    script.write_text(
+        f'#!/bin/sh\nexec env -u DOCKER_CONFIG -u TRIVY_USERNAME -u TRIVY_PASSWORD HOME=/nonexistent "{trivy}" "$@"\n'
+    )
+    fresh = {**env, "XDG_CACHE_HOME": str(tmp_path / "fresh")}  # the stored scan would be reused otherwise
+    refused = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), env=fresh)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    check = vuln_check(refused.stdout)
+    assert check["verdict"] == "error"
+    assert str(check["message"]).startswith("trivy failed on "), check["message"]
+    assert "401" in str(check["message"]) or "UNAUTHORIZED" in str(check["message"]).upper(), check["message"]
