@@ -27,7 +27,7 @@ from fixtures.trivydb import DEFAULT_PACKAGES, Advisory, DebPackage, TrivyDB, de
 from imgcheck.errors import ImgcheckError
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer, free_port
-from imgcheck.vulns.scan import find_trivy
+from imgcheck.vulns.scan import DBInfo, ScanError, cached_db, find_trivy
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENSSL_CRITICAL = Advisory("CVE-2026-10001", "openssl", "CRITICAL", fixed="3.0.15-1~deb12u1")
@@ -387,6 +387,7 @@ def test_registry_credentials_reach_trivy_by_environment_only(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "CVE-2026-10001" in str(vuln_check(done.stdout)["message"])
     assert "user=release-bot" in log.read_text()
+    assert "imgcheck: app: scanning " in done.stderr and "imgcheck: app: trivy: " in done.stderr  # progress
     for text in (log.read_text(), done.stdout, done.stderr):
         assert PRIVATE_PASSWORD not in text
     # trivy without them (the wrapper drops them): the registry refuses trivy, and that is an error
@@ -400,3 +401,41 @@ def test_registry_credentials_reach_trivy_by_environment_only(
     assert check["verdict"] == "error"
     assert str(check["message"]).startswith("trivy failed on "), check["message"]
     assert "401" in str(check["message"]) or "UNAUTHORIZED" in str(check["message"]).upper(), check["message"]
+
+
+def test_find_trivy_prefers_imgcheck_trivy_then_path_and_refuses_a_non_executable(tmp_path: Path) -> None:
+    binary = tmp_path / "bin" / "trivy"
+    binary.parent.mkdir()
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    other = tmp_path / "my-trivy"
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    assert find_trivy({"PATH": str(binary.parent)}) == str(binary)
+    assert find_trivy({"PATH": str(binary.parent), "IMGCHECK_TRIVY": str(other)}) == str(other)
+    other.chmod(0o644)
+    with pytest.raises(ScanError, match=r"IMGCHECK_TRIVY=.* is not an executable file"):
+        find_trivy({"PATH": str(binary.parent), "IMGCHECK_TRIVY": str(other)})
+
+
+def test_a_cached_db_is_current_while_trivy_itself_would_not_download_another(tmp_path: Path) -> None:
+    """Reuse is sound only while trivy would scan with the DB it has: before NextUpdate, within an hour of
+    the last download (trivy waits that long), or with TRIVY_SKIP_DB_UPDATE."""
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    env = {"TRIVY_CACHE_DIR": str(tmp_path)}
+    assert cached_db(env, now) is None
+    (tmp_path / "db").mkdir()
+
+    def meta(next_update: str, downloaded: str) -> None:
+        doc = {"Version": 2, "UpdatedAt": "2026-12-01T06:00:00Z", "NextUpdate": next_update, "DownloadedAt": downloaded}
+        (tmp_path / "db" / "metadata.json").write_text(json.dumps(doc))
+
+    meta("2026-12-06T00:00:00Z", "2026-12-01T07:00:00.123456789Z")
+    assert cached_db(env, now) == DBInfo("2026-12-01T06:00:00Z", current=True)
+    meta("2026-12-02T00:00:00Z", "2026-12-05T11:30:00Z")
+    assert cached_db(env, now) == DBInfo("2026-12-01T06:00:00Z", current=True)
+    meta("2026-12-02T00:00:00Z", "2026-12-05T10:30:00Z")
+    assert cached_db(env, now) == DBInfo("2026-12-01T06:00:00Z", current=False)
+    assert cached_db({**env, "TRIVY_SKIP_DB_UPDATE": "true"}, now) == DBInfo("2026-12-01T06:00:00Z", current=True)
+    (tmp_path / "db" / "metadata.json").write_text("{not json")
+    assert cached_db(env, now) is None
