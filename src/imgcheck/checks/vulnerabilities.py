@@ -257,14 +257,14 @@ def describe(config: Config) -> str:
         parts.append(f"{len(config.ignore)} waivers + {len(config.ignore_files)} ignore files")
     if config.vex:
         parts.append(f"{len(config.vex)} VEX files")
-    source = config.report or "--trivy-report"
+    source = "Trivy report " + (config.report or "--trivy-report")
     if config.scan:
-        source = f"a trivy scan of the digest and {source}"
+        source = "a trivy scan of the digest and any " + source
     if config.attached:
         signed = "signed or unsigned" if config.attached == "unsigned" else "signed"
         source += f" and {signed} reports attached to the digest"
     bind = "any report naming no image too (bind: none)" if config.bind == "none" else "bound by digest"
-    return f"Trivy report {source}, {bind}: " + ", ".join(parts)
+    return f"{source}, {bind}: " + ", ".join(parts)
 
 
 RULE = RuleSpec(

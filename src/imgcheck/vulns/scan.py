@@ -285,9 +285,11 @@ def _run(
         reader.start()
         try:
             code = proc.wait(timeout=time_left)
-        except subprocess.TimeoutExpired:
+        except BaseException as stop:  # the deadline, or Ctrl-C: trivy is in its own session, so end it here
             _kill_group(proc)
             reader.join(5)
+            if not isinstance(stop, subprocess.TimeoutExpired):
+                raise
             raise ScanError(
                 f"trivy did not finish scanning {target.reference} within the {time_left:.0f} s left of --timeout"
                 f" (killed){_last(lines)}",
