@@ -44,7 +44,8 @@ RECENT_DOWNLOAD = timedelta(hours=1)
 """Trivy does not download its DB again within an hour of the last download, even past NextUpdate."""
 _SECRET_WORDS = ("PASSWORD", "TOKEN", "USERNAME", "SECRET")
 _ONE_AT_A_TIME = threading.Lock()
-"""Trivy locks its cache dir: two concurrent scans on one cache would wait on each other or fail."""
+"""Scans that may download the DB run one at a time (two downloads into one cache dir would race);
+scans with a current DB may run side by side (trivy only reads it)."""
 
 
 class ScanError(ImgcheckError):
@@ -182,7 +183,8 @@ def scan(
         stored = _load(_stored_path(env, target, db.updated_at, key), now, max_age)
         if stored is not None:
             return Scan(stored, db.updated_at, False, target.platform)
-    with _ONE_AT_A_TIME:
+    download = db is None or not db.current
+    with _ONE_AT_A_TIME if download else contextlib.nullcontext():
         body = _run(trivy, target, env, time_left, insecure, credentials, progress)
         db = cached_db(env, datetime.now(UTC))
     if db is None:
