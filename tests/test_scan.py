@@ -16,6 +16,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -439,3 +440,46 @@ def test_a_cached_db_is_current_while_trivy_itself_would_not_download_another(tm
     assert cached_db({**env, "TRIVY_SKIP_DB_UPDATE": "true"}, now) == DBInfo("2026-12-01T06:00:00Z", current=True)
     (tmp_path / "db" / "metadata.json").write_text("{not json")
     assert cached_db(env, now) is None
+
+
+def test_a_report_about_another_digest_is_an_error_never_a_pass(
+    registry: RegistryServer, pusher: Pusher, app: str, scan_env: dict[str, str], trivy: str, tmp_path: Path
+) -> None:
+    """A trivy that scans something else (here a wrapper swaps the reference for a clean image) writes a
+    real report that does not bind to the digest: the rule errors, and nothing is stored."""
+    clean = push_debian_image(pusher, "scan/clean", tags=["v1"], packages=CLEAN_PACKAGES).digest
+    script = tmp_path / "trivy-other-image"
+    other = f"{registry.host}/scan/clean@{clean}"
+    drop_last = 'n=$#\nfor a; do\n  [ "$n" -gt 1 ] && set -- "$@" "$a"\n  shift; n=$((n - 1))\ndone\n'
+    script.write_text(f'#!/bin/sh\n{drop_last}exec "{trivy}" "$@" "{other}"\n')
+    script.chmod(0o755)
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
+    done = run_cli(
+        "verify",
+        "v1",
+        "--scan",
+        "--format",
+        "json",
+        "--policy",
+        str(path),
+        env={**scan_env, "IMGCHECK_TRIVY": str(script)},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    check = vuln_check(done.stdout)
+    assert check["verdict"] == "error"
+    assert f"names {other}, not {app}" in str(check["message"]), check["message"]
+    assert not list((tmp_path / "xdg-cache").rglob("*.json"))
+
+
+def test_a_stored_scan_older_than_max_age_is_run_again(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, tmp_path: Path
+) -> None:
+    wrapper, count = counting_wrapper(tmp_path, trivy)
+    env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n    max_age: 1s\n")
+    args = ("verify", "v1", "--scan", "--format", "json", "--policy", str(path))
+    assert run_cli(*args, env=env).returncode == 1 and runs(count) == 1
+    time.sleep(1.2)
+    again = run_cli(*args, env=env)
+    assert again.returncode == 1 and runs(count) == 2, again.stderr
+    assert "scanned with trivy" in str(vuln_check(again.stdout)["message"])
