@@ -404,7 +404,9 @@ def test_registry_credentials_reach_trivy_by_environment_only(
     assert "401" in str(check["message"]) or "UNAUTHORIZED" in str(check["message"]).upper(), check["message"]
 
 
-def test_find_trivy_prefers_imgcheck_trivy_then_path_and_refuses_a_non_executable(tmp_path: Path) -> None:
+def test_find_trivy_prefers_imgcheck_trivy_then_path_and_refuses_a_non_executable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     binary = tmp_path / "bin" / "trivy"
     binary.parent.mkdir()
     binary.write_text("#!/bin/sh\n")
@@ -412,11 +414,14 @@ def test_find_trivy_prefers_imgcheck_trivy_then_path_and_refuses_a_non_executabl
     other = tmp_path / "my-trivy"
     other.write_text("#!/bin/sh\n")
     other.chmod(0o755)
-    assert find_trivy({"PATH": str(binary.parent)}) == str(binary)
-    assert find_trivy({"PATH": str(binary.parent), "IMGCHECK_TRIVY": str(other)}) == str(other)
+    monkeypatch.setenv("PATH", str(binary.parent))
+    monkeypatch.delenv("IMGCHECK_TRIVY", raising=False)
+    assert find_trivy() == str(binary)
+    monkeypatch.setenv("IMGCHECK_TRIVY", str(other))
+    assert find_trivy() == str(other)
     other.chmod(0o644)
     with pytest.raises(ScanError, match=r"IMGCHECK_TRIVY=.* is not an executable file"):
-        find_trivy({"PATH": str(binary.parent), "IMGCHECK_TRIVY": str(other)})
+        find_trivy()
 
 
 def test_a_cached_db_is_current_while_trivy_itself_would_not_download_another(tmp_path: Path) -> None:

@@ -16,10 +16,8 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -52,21 +50,17 @@ class ScanError(ImgcheckError):
     """Trivy is missing, failed, ran out of time, or wrote a report that is not about this digest."""
 
 
-def find_trivy(env: Mapping[str, str] | None = None) -> str:
+def find_trivy() -> str:
     """IMGCHECK_TRIVY, else `trivy` on PATH, else the one beside the running interpreter (a venv's bin)."""
-    env = os.environ if env is None else env
-    given = env.get("IMGCHECK_TRIVY")
-    if given:
-        if os.path.isfile(given) and os.access(given, os.X_OK):
-            return given
+    from imgcheck.tools import find_tool
+
+    given = os.environ.get("IMGCHECK_TRIVY")
+    found = find_tool("trivy", env_var="IMGCHECK_TRIVY")
+    if given and found is None:
         raise ScanError(f"IMGCHECK_TRIVY={given} is not an executable file; point it at a trivy binary")
-    found = shutil.which("trivy", path=env.get("PATH", os.defpath))
-    if found:
-        return found
-    beside = Path(sys.executable).parent / "trivy"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    raise ScanError(INSTALL_HINT)
+    if found is None:
+        raise ScanError(INSTALL_HINT)
+    return found
 
 
 def require_trivy(policy: Policy, flag: bool) -> None:
@@ -176,7 +170,7 @@ def scan(
     """The stored scan of this digest with trivy's current DB, else a new one (stored for the next run)."""
     from imgcheck.vulns.trivy_json import parse_trivy_json
 
-    trivy = find_trivy(env)
+    trivy = find_trivy()
     key = _settings_key(env)
     db = cached_db(env, now)
     if db is not None and db.current:
