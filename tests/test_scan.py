@@ -9,13 +9,16 @@ the real binary.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -270,25 +273,62 @@ def test_an_unreachable_db_is_an_error_with_trivys_own_last_line(
     assert not list((tmp_path / "xdg-cache").rglob("*.json"))  # nothing stored that could pass later
 
 
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A loopback port that accepts connections and never answers: a DB registry that hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                held.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(5)
+    for conn in [*held, listener]:
+        conn.close()
+
+
+def alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_a_scan_past_the_timeout_kills_trivy_and_is_an_error(
-    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, tmp_path: Path
+    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, silent_server: str, tmp_path: Path
 ) -> None:
-    """A trivy that hangs (its wrapper sleeps first, in the same process group) is killed at --timeout."""
-    pidfile = tmp_path / "sleeper.pid"
-    script = tmp_path / "trivy-slow"
-    script.write_text(f'#!/bin/sh\nsleep 300 &\necho $! > "{pidfile}"\nwait\nexec "{trivy}" "$@"\n')
+    """The real trivy hangs on a DB registry that never answers; at --timeout imgcheck kills its whole process
+    group (trivy and a helper its wrapper left in the background) and reports `error`, never a pass."""
+    pids = tmp_path / "pids"
+    script = tmp_path / "trivy-hanging-db"
+    script.write_text(f'#!/bin/sh\nsleep 300 &\necho "$! $$" > "{pids}"\nexec "{trivy}" "$@"\n')
     script.chmod(0o755)
-    env = {**scan_env, "IMGCHECK_TRIVY": str(script), "TRIVY_CACHE_DIR": str(tmp_path / "cold")}
+    env = {
+        **scan_env,
+        "IMGCHECK_TRIVY": str(script),
+        "TRIVY_CACHE_DIR": str(tmp_path / "cold"),
+        "TRIVY_DB_REPOSITORY": f"{silent_server}/hangs/db:2",
+    }
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
-    started = datetime.now(UTC)
-    done = run_cli("verify", "v1", "--scan", "--timeout", "3", "--format", "json", "--policy", str(path), env=env)
-    assert (datetime.now(UTC) - started).total_seconds() < 60
+    started = time.monotonic()
+    done = run_cli("verify", "v1", "--scan", "--timeout", "4", "--format", "json", "--policy", str(path), env=env)
+    assert time.monotonic() - started < 30
     assert done.returncode == 2, done.stdout + done.stderr
     check = vuln_check(done.stdout)
     assert check["verdict"] == "error"
-    assert "did not finish" in str(check["message"]) and "--timeout" in str(check["message"])
-    sleeper = int(pidfile.read_text())
-    assert not Path(f"/proc/{sleeper}").exists() or "Z" in Path(f"/proc/{sleeper}/stat").read_text().split()[2]
+    message = str(check["message"])
+    assert "trivy did not finish scanning" in message and "left of --timeout (killed)" in message, message
+    assert "Traceback" not in done.stderr
+    sleeper, trivy_pid = (int(p) for p in pids.read_text().split())
+    assert not alive(sleeper) and not alive(trivy_pid)
 
 
 @pytest.fixture
