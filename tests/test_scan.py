@@ -343,14 +343,15 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
     push_debian_image(pusher, "scan/audited", tags=["v1.1.0"], packages=(*CLEAN_PACKAGES, *DEFAULT_PACKAGES[1:]))
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n", repository="scan/audited")
     wrapper, count = counting_wrapper(tmp_path, trivy)
-    env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
+    push_db(pusher, "trivydb/nightly", DB_ONE)  # the same DB repository both nights: only its content moves
+    env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper), "TRIVY_DB_REPOSITORY": f"{registry.host}/trivydb/nightly:2"}
     args = ("audit", "--scan", "--format", "json", "--policy", str(path), "--history", str(history_db))
-    night1 = run_cli(*args, env=env)
+    night1 = run_cli(*args, env={**env, "TRIVY_CACHE_DIR": str(tmp_path / "night1")})
     assert night1.returncode in (0, 1), night1.stderr
     assert runs(count) == 2
-    # the next night: a new DB (CI starts with an empty trivy cache) knows a glibc CRITICAL
-    new_db = {"TRIVY_DB_REPOSITORY": scan_env["TRIVY_DB_REPOSITORY"].replace("one", "two")}
-    night2 = run_cli(*args, env={**env, **new_db, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    # the next night: the DB was republished with a glibc CRITICAL (CI starts with an empty trivy cache)
+    push_db(pusher, "trivydb/nightly", DB_TWO)
+    night2 = run_cli(*args, env={**env, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
     assert night2.returncode == 1, night2.stderr
     assert runs(count) == 4
     doc = json.loads(night2.stdout)
@@ -363,7 +364,7 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
         dbs = conn.execute("SELECT DISTINCT scan_db FROM releases ORDER BY scan_db").fetchall()
     assert dbs == [("2026-11-20T06:00:00Z",), ("2026-11-21T06:00:00Z",)]
     # a third night with the same DB re-scans nothing
-    night3 = run_cli(*args, env={**env, **new_db, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
+    night3 = run_cli(*args, env={**env, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
     assert night3.returncode == 1, night3.stderr
     assert runs(count) == 4
     assert not [d for d in json.loads(night3.stdout)["drift"] if d["kind"] == "new-cve"]  # reported once, not nightly

@@ -41,6 +41,11 @@ INSTALL_HINT = (
 RECENT_DOWNLOAD = timedelta(hours=1)
 """Trivy does not download its DB again within an hour of the last download, even past NextUpdate."""
 _SECRET_WORDS = ("PASSWORD", "TOKEN", "USERNAME", "SECRET")
+_NOT_SETTINGS = frozenset(
+    f"TRIVY_{name}"
+    for name in ("CACHE_DIR", "SKIP_DB_UPDATE", "SKIP_JAVA_DB_UPDATE", "NO_PROGRESS", "QUIET", "DEBUG", "TIMEOUT")
+)
+"""TRIVY_* variables that change how trivy runs, not what a scan finds: they do not key stored scans."""
 _ONE_AT_A_TIME = threading.Lock()
 """Scans that may download the DB run one at a time (two downloads into one cache dir would race);
 scans with a current DB may run side by side (trivy only reads it)."""
@@ -197,7 +202,7 @@ def _settings_key(env: Mapping[str, str]) -> str:
     settings = sorted(
         (k, v)
         for k, v in env.items()
-        if k.startswith("TRIVY_") and k != "TRIVY_CACHE_DIR" and not any(w in k for w in _SECRET_WORDS)
+        if k.startswith("TRIVY_") and k not in _NOT_SETTINGS and not any(w in k for w in _SECRET_WORDS)
     )
     return hashlib.sha256(json.dumps(settings).encode()).hexdigest()[:12]
 
