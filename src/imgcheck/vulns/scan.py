@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -46,6 +47,7 @@ _NOT_SETTINGS = frozenset(
     for name in ("CACHE_DIR", "SKIP_DB_UPDATE", "SKIP_JAVA_DB_UPDATE", "NO_PROGRESS", "QUIET", "DEBUG", "TIMEOUT")
 )
 """TRIVY_* variables that change how trivy runs, not what a scan finds: they do not key stored scans."""
+_COMPONENT = re.compile(r"\[([\w.-]+)\] ")
 _ONE_AT_A_TIME = threading.Lock()
 """Scans that may download the DB run one at a time (two downloads into one cache dir would race);
 scans with a current DB may run side by side (trivy only reads it)."""
@@ -319,9 +321,11 @@ def _relay(proc: subprocess.Popen[bytes], lines: list[str], progress: Callable[[
 
 
 def _strip_time(line: str) -> str:
-    """`2026-12-05T02:24:50Z\tINFO\t…` -> `INFO …` (the time is noise in a one-line error)."""
+    """`2026-12-05T02:24:50Z\tINFO\t[vulndb] …` -> `INFO vulndb: …`: the time is noise in a one-line
+    error, and a terminal's progress line would take `[vulndb]` for markup."""
     head, tab, rest = line.partition("\t")
-    return " ".join(rest.split("\t")) if tab and head[:2] == "20" and "T" in head else line
+    text = " ".join(rest.split("\t")) if tab and head[:2] == "20" and "T" in head else line
+    return _COMPONENT.sub(r"\1: ", text)
 
 
 def _last(lines: list[str]) -> str:
