@@ -300,7 +300,8 @@ def _run(
             ) from None
         reader.join(5)
         if code != 0:
-            raise ScanError(f"trivy failed on {target.reference} (exit {code}){_last(lines)}")
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            raise ScanError(f"trivy failed on {target.reference} ({how}){_last(lines)}")
         progress(f"trivy scanned {target.reference} in {time.monotonic() - started:.1f} s")
         try:
             return out.read_bytes()
