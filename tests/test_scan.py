@@ -35,7 +35,8 @@ from imgcheck.vulns.scan import DBInfo, ScanError, cached_db, find_trivy
 
 ROOT = Path(__file__).resolve().parent.parent
 OPENSSL_CRITICAL = Advisory("CVE-2026-10001", "openssl", "CRITICAL", fixed="3.0.15-1~deb12u1")
-ZLIB_HIGH_UNFIXED = Advisory("CVE-2026-10002", "zlib", "HIGH")
+LONG_TITLE = "zlib: " + "a title longer than a bbolt page, so its value spills into overflow pages " * 80
+ZLIB_HIGH_UNFIXED = Advisory("CVE-2026-10002", "zlib", "HIGH", title=LONG_TITLE)
 GLIBC_CRITICAL = Advisory("CVE-2026-10003", "glibc", "CRITICAL", fixed="2.36-9+deb12u9")
 DB_ONE = TrivyDB([OPENSSL_CRITICAL, ZLIB_HIGH_UNFIXED], updated_at=datetime(2026, 11, 20, 6, 0, tzinfo=UTC))
 DB_TWO = TrivyDB(
@@ -134,6 +135,13 @@ def test_a_fixable_critical_fails_naming_the_cve_and_package(
     assert isinstance(details, dict)
     assert details["scans"][0]["db_updated_at"] == "2026-11-20T06:00:00Z"
     assert details["reports"][0]["source"].endswith(f"scan/app@{app}")
+    (stored,) = (tmp_path / "xdg-cache" / "imgcheck" / "scans").rglob("*.json")  # trivy's own report, kept
+    titles = {
+        v["VulnerabilityID"]: v["Title"]
+        for r in json.loads(stored.read_text())["Results"]
+        for v in r["Vulnerabilities"]
+    }
+    assert titles["CVE-2026-10002"] == LONG_TITLE  # trivy read the fixture DB's overflow pages
     assert "Traceback" not in done.stderr
 
 
