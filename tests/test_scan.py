@@ -97,6 +97,11 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess
     )
 
 
+def verify_scan(path: Path, env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
+    """`imgcheck verify v1 --scan --format json --policy PATH`, as a user runs it."""
+    return run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), *extra, env=env)
+
+
 def vuln_check(out: str) -> dict[str, object]:
     doc = json.loads(out)
     (image,) = doc["images"]
@@ -115,16 +120,7 @@ def test_a_fixable_critical_fails_naming_the_cve_and_package(
     registry: RegistryServer, app: str, scan_env: dict[str, str], tmp_path: Path
 ) -> None:
     rule = "    fail_on: [CRITICAL]\n    warn_on: [HIGH]\n"
-    done = run_cli(
-        "verify",
-        "v1",
-        "--scan",
-        "--format",
-        "json",
-        "--policy",
-        str(policy(tmp_path, registry.host, rule)),
-        env=scan_env,
-    )
+    done = verify_scan(policy(tmp_path, registry.host, rule), scan_env)
     assert done.returncode == 1, done.stderr
     check = vuln_check(done.stdout)
     assert check["verdict"] == "fail"
@@ -185,25 +181,17 @@ def test_a_repeat_run_with_the_same_db_reuses_the_scan_and_runs_no_trivy(
 ) -> None:
     wrapper, count = counting_wrapper(tmp_path, trivy)
     env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
-    args = (
-        "verify",
-        "v1",
-        "--scan",
-        "--format",
-        "json",
-        "--policy",
-        str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")),
-    )
-    first = run_cli(*args, env=env)
+    path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
+    first = verify_scan(path, env)
     assert first.returncode == 1 and runs(count) == 1, first.stderr
     assert "scanned with trivy" in str(vuln_check(first.stdout)["message"])
-    second = run_cli(*args, env=env)
+    second = verify_scan(path, env)
     assert second.returncode == 1, second.stderr
     assert runs(count) == 1, "the second run ran trivy again"
     message = str(vuln_check(second.stdout)["message"])
     assert "reused the scan of " in message and "(DB of 2026-11-20)" in message, message
     assert "CVE-2026-10001" in message  # the reused scan is judged like a new one
-    other = run_cli(*args, env={**env, "TRIVY_SEVERITY": "CRITICAL"})  # other trivy settings: not reused
+    other = verify_scan(path, {**env, "TRIVY_SEVERITY": "CRITICAL"})  # other trivy settings: not reused
     assert other.returncode == 1 and runs(count) == 2, other.stderr
 
 
@@ -217,7 +205,7 @@ def test_each_platform_of_an_index_is_scanned_and_bound(
     )
     push_index(pusher, "scan/multi", [amd, arm], tags=["v1"])
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n", repository="scan/multi")
-    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), env=scan_env)
+    done = verify_scan(path, scan_env)
     assert done.returncode == 1, done.stderr
     check = vuln_check(done.stdout)
     message = str(check["message"])
@@ -262,16 +250,7 @@ def test_an_unreachable_db_is_an_error_with_trivys_own_last_line(
         "TRIVY_CACHE_DIR": str(tmp_path / "empty-cache"),
         "TRIVY_DB_REPOSITORY": "127.0.0.1:9/nothing/here:2",
     }
-    done = run_cli(
-        "verify",
-        "v1",
-        "--scan",
-        "--format",
-        "json",
-        "--policy",
-        str(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")),
-        env=env,
-    )
+    done = verify_scan(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n"), env)
     assert done.returncode == 2, done.stdout + done.stderr
     check = vuln_check(done.stdout)
     message = str(check["message"])
@@ -327,7 +306,7 @@ def test_a_scan_past_the_timeout_kills_trivy_and_is_an_error(
     }
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
     started = time.monotonic()
-    done = run_cli("verify", "v1", "--scan", "--timeout", "4", "--format", "json", "--policy", str(path), env=env)
+    done = verify_scan(path, env, "--timeout", "4")
     assert time.monotonic() - started < 30
     assert done.returncode == 2, done.stdout + done.stderr
     check = vuln_check(done.stdout)
@@ -433,7 +412,7 @@ def test_registry_credentials_reach_trivy_by_environment_only(
     (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {private_registry.host: {"auth": auth}}}))
     env = {**scan_env, "IMGCHECK_TRIVY": str(script), "DOCKER_CONFIG": str(tmp_path / "docker")}
     path = policy(tmp_path, private_registry.host, "    fail_on: [CRITICAL]\n", repository="team/app")
-    done = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), "-v", env=env)
+    done = verify_scan(path, env, "-v")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "CVE-2026-10001" in str(vuln_check(done.stdout)["message"])
     assert "user=release-bot" in log.read_text()
@@ -445,7 +424,7 @@ def test_registry_credentials_reach_trivy_by_environment_only(
         f'#!/bin/sh\nexec env -u DOCKER_CONFIG -u TRIVY_USERNAME -u TRIVY_PASSWORD HOME=/nonexistent "{trivy}" "$@"\n'
     )
     fresh = {**env, "XDG_CACHE_HOME": str(tmp_path / "fresh")}  # the stored scan would be reused otherwise
-    refused = run_cli("verify", "v1", "--scan", "--format", "json", "--policy", str(path), env=fresh)
+    refused = verify_scan(path, fresh)
     assert refused.returncode == 2, refused.stdout + refused.stderr
     check = vuln_check(refused.stdout)
     assert check["verdict"] == "error"
@@ -508,16 +487,7 @@ def test_a_report_about_another_digest_is_an_error_never_a_pass(
     script.write_text(f'#!/bin/sh\n{drop_last}exec "{trivy}" "$@" "{other}"\n')
     script.chmod(0o755)
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n")
-    done = run_cli(
-        "verify",
-        "v1",
-        "--scan",
-        "--format",
-        "json",
-        "--policy",
-        str(path),
-        env={**scan_env, "IMGCHECK_TRIVY": str(script)},
-    )
+    done = verify_scan(path, {**scan_env, "IMGCHECK_TRIVY": str(script)})
     assert done.returncode == 2, done.stdout + done.stderr
     check = vuln_check(done.stdout)
     assert check["verdict"] == "error"
@@ -531,9 +501,8 @@ def test_a_stored_scan_older_than_max_age_is_run_again(
     wrapper, count = counting_wrapper(tmp_path, trivy)
     env = {**scan_env, "IMGCHECK_TRIVY": str(wrapper)}
     path = policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n    max_age: 1s\n")
-    args = ("verify", "v1", "--scan", "--format", "json", "--policy", str(path))
-    assert run_cli(*args, env=env).returncode == 1 and runs(count) == 1
+    assert verify_scan(path, env).returncode == 1 and runs(count) == 1
     time.sleep(1.2)
-    again = run_cli(*args, env=env)
+    again = verify_scan(path, env)
     assert again.returncode == 1 and runs(count) == 2, again.stderr
     assert "scanned with trivy" in str(vuln_check(again.stdout)["message"])
