@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 RULE_ID = "vulnerabilities"
+SCAN_WORKERS = 2
+"""Platforms of one index scanned at once (trivy is mostly waiting on the registry and its own start-up)."""
 
 
 @record
@@ -149,6 +151,7 @@ def _scans(ctx: CollectContext, facts: ImageFacts, config: Config) -> tuple[vuln
     import os
     from datetime import UTC, datetime
 
+    from imgcheck.gather import parallel_map
     from imgcheck.vulns import scan
 
     host = f"{facts.registry}/{facts.repository}"
@@ -157,22 +160,22 @@ def _scans(ctx: CollectContext, facts: ImageFacts, config: Config) -> tuple[vuln
     else:
         targets = [scan.Target(f"{host}@{facts.digest}", facts.digest, None)]
     creds = ctx.registry.credentials_for(facts.registry)
-    found = []
-    for target in targets:
-        ctx.progress(f"{facts.name}: trivy scan of {target.platform or facts.digest[:19]}")
-        found.append(
-            scan.scan(
-                target,
-                env=os.environ,
-                time_left=scan_time_left(ctx),
-                now=datetime.now(UTC),
-                max_age=config.max_age,
-                insecure=ctx.options.insecure,
-                credentials=creds,
-                progress=lambda m: ctx.progress(f"{facts.name}: {m}"),
-            )
+
+    def one(target: vulns_scan.Target) -> vulns_scan.Scan:
+        return scan.scan(
+            target,
+            env=os.environ,
+            time_left=scan_time_left(ctx),
+            now=datetime.now(UTC),
+            max_age=config.max_age,
+            insecure=ctx.options.insecure,
+            credentials=creds,
+            progress=lambda m: ctx.progress(f"{facts.name}: {m}"),
         )
-    return tuple(found)
+
+    # an index's platforms side by side: once the DB is current, trivy only reads it (scan.py serialises
+    # a scan that may download it)
+    return tuple(parallel_map(one, targets, SCAN_WORKERS))
 
 
 def scan_time_left(ctx: CollectContext) -> float:
