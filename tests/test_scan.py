@@ -350,6 +350,8 @@ def test_audit_scan_reports_a_new_critical_in_an_old_release_with_both_db_dates(
     with sqlite3.connect(history_db) as conn:
         dbs = conn.execute("SELECT DISTINCT scan_db FROM releases ORDER BY scan_db").fetchall()
     assert dbs == [("2026-11-20T06:00:00Z",), ("2026-11-21T06:00:00Z",)]
+    stored = sorted(p.name.split(".")[1] for p in (tmp_path / "xdg-cache" / "imgcheck" / "scans").rglob("*.json"))
+    assert stored == ["db-2026-11-21T06-00-00Z"] * 2  # the old DB's scans are never reused again: gone
     # a third night with the same DB re-scans nothing
     night3 = run_cli(*args, env={**env, "TRIVY_CACHE_DIR": str(tmp_path / "night2")})
     assert night3.returncode == 1, night3.stderr

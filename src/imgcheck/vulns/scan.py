@@ -230,13 +230,17 @@ def _load(path: Path, now: datetime, max_age: timedelta | None) -> ScanReport | 
 
 
 def _store(path: Path, body: bytes) -> None:
-    """Best effort, atomically: a cache that cannot be written costs the next run a scan, nothing else."""
+    """Best effort, atomically: a cache that cannot be written costs the next run a scan, nothing else.
+    The scans of this platform with older DBs go: they would never be reused (a DB only moves forward)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             fh.write(body)
         os.replace(tmp, path)
+        for old in path.parent.glob(path.name.split(".db-", 1)[0] + ".db-*.json"):
+            if old != path and old.name.rsplit(".", 2)[-2] == path.name.rsplit(".", 2)[-2]:
+                old.unlink(missing_ok=True)
     except OSError:
         return
 
