@@ -173,3 +173,35 @@ def test_each_drift_from_todays_pipeline_fails_k2_on_its_own(
     assert verdicts(report, "fail") == {("producer", rule)}, output
     assert verdicts(report, "error") == set(), output
     assert_only_the_pipeline_gaps_warn(report)
+
+
+def test_latest_is_newest_reads_metadata_actions_label_on_reproducible_builds(
+    registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    """SOURCE_DATE_EPOCH pins every config `created` to one time; the `created` label still orders builds."""
+    repo = k2.repository("producer", "k2-reproducible")
+    policy = tmp_path / "tags.yaml"
+    policy.write_text(
+        f"version: 1\nimages: [{{name: producer, repository: {repo}}}]\nrules:\n  tags: {{latest_is_newest: true}}\n"
+    )
+    epoch = "1970-01-01T00:00:00Z"
+    for build, tags in ((k2.CURRENT, ("main", f"main-{k2.CURRENT.sha7}")), (k2.PREVIOUS, ("latest",))):
+        pinned = replace(build, created=epoch)  # config `created`; the label keeps the workflow's time
+        k2.push_k2_image(pusher, repo, build=pinned, tags=tags, set_labels={CREATED: build.created})
+    code, report, output = verify(registry.host, policy, tmp_path, "main")
+    [check] = report["images"][0]["checks"]
+    assert (code, check["verdict"]) == (1, "fail"), output
+    assert "built 2026-11-13T09:30:00Z by its org.opencontainers.image.created label" in check["message"]
+    assert "built 2026-11-20T10:00:00Z by its org.opencontainers.image.created label" in check["message"]
+
+    policy.write_text(policy.read_text().replace(repo, repo + "-unlabelled"))
+    for build, tags in ((k2.CURRENT, ("main",)), (k2.PREVIOUS, ("latest",))):  # no labels: only the pinned time
+        pinned = replace(build, created=epoch)
+        k2.push_k2_image(pusher, repo + "-unlabelled", build=pinned, tags=tags, drop_labels=(CREATED,))
+    code, report, output = verify(registry.host, policy, tmp_path, "main")
+    [check] = report["images"][0]["checks"]
+    assert (code, check["verdict"]) == (0, "warn"), output
+    assert "same build time 1970-01-01T00:00:00Z" in check["message"]
+    assert "by its config `created` (no valid created label)" in check["message"]
+    for digest in (check["details"]["latest"], *check["details"]["tied_with"]):
+        assert digest.split(":")[1][:12] in check["message"]
