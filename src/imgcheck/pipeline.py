@@ -154,7 +154,9 @@ def verify(
         raise UsageError(f"policy names rules this imgcheck does not know: {', '.join(sorted(unknown))}")
     rules = load_rules(named)  # only these rule modules load: a metadata run never imports the engine
     own_client = client is None
-    registry = client or RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=say)
+    registry = client or RegistryClient(
+        insecure=options.insecure, timeout=options.timeout, progress=say, schemes=options.schemes
+    )
     try:
         items = _gather_all(registry, planned, rules, options, say)
         ctx = CollectContext(registry=registry, options=options, progress=say)

@@ -59,6 +59,8 @@ class VerifyOptions:
     """Command-line choices that reach the edges (not the policy)."""
 
     registry_override: str | None = None
+    registry_scheme: str | None = None
+    """`http` or `https` when --registry named one (plain HTTP or TLS to that host); None: the default."""
     insecure: bool = False
     platform: str | None = None
     no_smoke: bool = False
@@ -68,6 +70,13 @@ class VerifyOptions:
     """Global deadline in seconds for registry work."""
     policy_dir: Path = Path(".")
     """Relative paths in the policy (keys, reports, VEX) resolve against this folder."""
+
+    @property
+    def schemes(self) -> Mapping[str, str]:
+        """The registry host -> scheme the command line asked for (for RegistryClient)."""
+        if self.registry_override and self.registry_scheme:
+            return {self.registry_override: self.registry_scheme}
+        return {}
 
 
 @dataclass
