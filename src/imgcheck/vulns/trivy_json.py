@@ -118,7 +118,7 @@ def _parse_result(result: object, source: str, index: int, out: list[Vuln]) -> N
         if type(v) is not dict:
             raise _bad(source, f"Results[{index}].Vulnerabilities[{j}]", "an object", v)
         get = v.get
-        vid = get("VulnerabilityID")
+        vid: Any = get("VulnerabilityID")  # checked below, with the other fields, in one condition
         pkg = get("PkgName")
         installed = get("InstalledVersion", "")
         severity = get("Severity")
