@@ -24,6 +24,7 @@ import yaml
 
 import imgcheck
 from fixtures import k2, security
+from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
 
@@ -74,10 +75,12 @@ def scan(images: list[k2.PublishedImage], reports: Path, critical_in: str | None
     return reports
 
 
-def verify(host: str, policy: Path, reports: Path, target: str) -> tuple[int, dict[str, Any], str]:
+def verify(
+    host: str, policy: Path, reports: Path, target: str, *, smoke: bool = False
+) -> tuple[int, dict[str, Any], str]:
     args = ["verify", target, "--registry", host, "--policy", str(policy), "--trivy-report", str(reports)]
     done = subprocess.run(
-        [sys.executable, "-m", "imgcheck", *args, "--format", "json", "--no-smoke"],
+        [sys.executable, "-m", "imgcheck", *args, "--format", "json", *(() if smoke else ("--no-smoke",))],
         capture_output=True,
         text=True,
         timeout=120,
@@ -116,6 +119,21 @@ def test_todays_pipeline_passes_k2_with_a_hint_on_each_missing_step(
     assert_only_the_pipeline_gaps_warn(report)
     vulns = [c for i in report["images"] for c in i["checks"] if c["rule"] == "vulnerabilities"]
     assert len(vulns) == 3 and all(c["verdict"] == "pass" for c in vulns)
+
+
+@pytest.mark.engine
+def test_todays_pipeline_passes_k2_with_its_smoke_runs(
+    engine: EngineHandle, registry: RegistryServer, pusher: Pusher, tmp_path: Path
+) -> None:
+    """The same, with every rule: each image run locked down in a real engine and its unpacked size measured."""
+    release = publish(pusher, registry.host, "k2-today-smoke")
+    reports = scan(list(release.current), tmp_path / "reports")
+    policy = policy_in(tmp_path, "k2.yaml", "k2-today-smoke")
+    code, report, output = verify(registry.host, policy, reports, f"main-{k2.CURRENT.sha7}", smoke=True)
+    assert (code, report["verdict"]) == (0, "pass"), output
+    assert verdicts(report, "skip") == verdicts(report, "fail") == verdicts(report, "error") == set(), output
+    assert {("producer", "smoke"), ("producer", "size")} <= verdicts(report, "pass")
+    assert_only_the_pipeline_gaps_warn(report)
 
 
 def test_k2_release_enforces_what_k2_only_warns_about(registry: RegistryServer, pusher: Pusher, tmp_path: Path) -> None:
