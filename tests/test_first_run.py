@@ -180,6 +180,10 @@ def test_policy_validate_hint_uses_its_own_syntax(tmp_path: Path) -> None:
     done = imgcheck("policy", "validate", "nofile.yaml", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr == "imgcheck: error: nofile.yaml: no such policy file (usage: imgcheck policy validate FILE)\n"
+    folder = imgcheck("policy", "validate", str(tmp_path))
+    assert folder.returncode == 2
+    assert folder.stderr.endswith(": a folder, not a policy file (usage: imgcheck policy validate FILE)\n")
+    assert "--policy" not in done.stderr + folder.stderr  # verify's syntax, not this command's
 
 
 # --- --help describes every argument ------------------------------------------------------------------------------

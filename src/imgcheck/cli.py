@@ -277,7 +277,8 @@ def policy_validate(
         from imgcheck.policy.referenced import check_named_files
 
         if not file.is_file():
-            _fail(f"{file}: no such policy file (usage: imgcheck policy validate FILE)")
+            what = "a folder, not a policy file" if file.is_dir() else "no such policy file"
+            _fail(f"{file}: {what} (usage: imgcheck policy validate FILE)")
         loaded = load_policy(file)
         named = check_named_files(loaded)
         lines = explain(loaded)
