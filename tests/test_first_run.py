@@ -206,3 +206,15 @@ def test_help_describes_every_argument(command: tuple[str, ...], arguments: dict
     assert names == list(arguments)  # every argument is listed (continuation lines are not rows)
     for name, text in arguments.items():
         assert text in " ".join(panel.split()), (name, panel)
+
+
+def test_policy_validate_shows_each_rules_hint() -> None:
+    import imgcheck as package
+
+    done = imgcheck("policy", "validate", str(Path(package.__file__).parent / "policies" / "k2.yaml"))
+    assert done.returncode == 0, done.stderr
+    sbom = next(line for line in done.stdout.splitlines() if line.startswith("  sbom:"))
+    assert sbom.endswith(
+        "[warn only] (to pass: in post-merge.yml, set `sbom: true` on docker/build-push-action "
+        "(buildx attaches an SPDX SBOM to each image))"
+    )
