@@ -24,6 +24,7 @@ import yaml
 
 import imgcheck
 from fixtures import k2, security
+from fixtures.images import data_layer
 from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
@@ -155,7 +156,7 @@ def _drifted(**how: Any) -> Callable[[Pusher, str], k2.PublishedImage]:
 
 
 def _oversize(pusher: Pusher, repo: str) -> k2.PublishedImage:
-    extra = k2.data_layer("/opt/k2/cache/tick-archive.bin", 3_000_000, seed=b"k2-oversize")
+    extra = data_layer("/opt/k2/cache/tick-archive.bin", 3_000_000, seed=b"k2-oversize")
     return k2.push_k2_image(pusher, repo, buildx_sbom=False, extra_layers=[extra])
 
 
