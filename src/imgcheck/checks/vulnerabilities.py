@@ -168,7 +168,7 @@ def _scans(ctx: CollectContext, facts: ImageFacts, config: Config) -> tuple[vuln
             time_left=scan_time_left(ctx),
             now=datetime.now(UTC),
             max_age=config.max_age,
-            insecure=ctx.options.insecure,
+            insecure=ctx.options.insecure or ctx.options.schemes.get(facts.registry) == "http",
             credentials=creds,
             progress=lambda m: ctx.progress(f"{facts.name}: {m}"),
         )
