@@ -508,3 +508,19 @@ def test_a_stored_scan_older_than_max_age_is_run_again(
     again = verify_scan(path, env)
     assert again.returncode == 1 and runs(count) == 2, again.stderr
     assert "scanned with trivy" in str(vuln_check(again.stdout)["message"])
+
+
+def test_a_scan_whose_db_date_cannot_be_read_is_judged_but_not_kept(
+    registry: RegistryServer, app: str, scan_env: dict[str, str], trivy: str, trivy_cache: Path, tmp_path: Path
+) -> None:
+    """trivy's cache dir set where imgcheck does not look (trivy.yaml; here a flag the wrapper adds): the
+    scan still counts, its message says the DB date is unknown, and it is not stored for reuse."""
+    script = tmp_path / "trivy-own-cache"
+    script.write_text(f'#!/bin/sh\nexec "{trivy}" "$@" --cache-dir "{trivy_cache}"\n')
+    script.chmod(0o755)
+    env = {**scan_env, "IMGCHECK_TRIVY": str(script), "TRIVY_CACHE_DIR": str(tmp_path / "not-used-by-trivy")}
+    done = verify_scan(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n"), env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    message = str(vuln_check(done.stdout)["message"])
+    assert "CVE-2026-10001" in message and "scanned with trivy (DB date unknown: not kept for reuse)" in message
+    assert not list((tmp_path / "xdg-cache").rglob("*.json"))

@@ -134,11 +134,12 @@ class Scan:
 
     report: ScanReport
     db_updated_at: str
+    """Trivy's DB UpdatedAt; empty when trivy's cache dir holds no metadata.json where imgcheck looks."""
     ran: bool
     platform: str | None = None
 
     def describe(self) -> str:
-        db = f"DB of {db_day(self.db_updated_at)}"
+        db = f"DB of {db_day(self.db_updated_at)}" if self.db_updated_at else "DB date unknown: not kept for reuse"
         where = f"{self.platform}: " if self.platform else ""
         if self.ran:
             return f"{where}scanned with trivy ({db})"
@@ -188,12 +189,12 @@ def scan(
     with _ONE_AT_A_TIME if download else contextlib.nullcontext():
         body = _run(trivy, target, env, time_left, insecure, credentials, progress)
         db = cached_db(env, datetime.now(UTC))
-    if db is None:
-        raise ScanError(f"trivy scanned {target.reference} but left no DB metadata in {trivy_cache_dir(env)}")
     source = f"trivy scan of {target.reference}"
     report = parse_trivy_json(_decode(body, source), source)
     if target.digest not in report.digests:
         raise ScanError(f"trivy's report names {report.artifact_name or 'no image'}, not {target.digest}; not used")
+    if db is None:  # a cache dir set in trivy.yaml, not TRIVY_CACHE_DIR: the scan stands, but is not kept
+        return Scan(report, "", True, target.platform)
     _store(_stored_path(env, target, db.updated_at, key), body)
     return Scan(report, db.updated_at, True, target.platform)
 
