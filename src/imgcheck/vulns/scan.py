@@ -180,15 +180,21 @@ def scan(
 
     trivy = find_trivy()
     key = _settings_key(env)
+    deadline = time.monotonic() + time_left  # a scan waiting for another's DB download waits on this clock too
+    body: bytes | None = None
     db = cached_db(env, now)
-    if db is not None and db.current:
+    if db is None or not db.current:
+        with _ONE_AT_A_TIME:  # this scan may download the DB: alone; scans waiting here then find it current
+            db = cached_db(env, datetime.now(UTC))
+            if db is None or not db.current:
+                body = _run(trivy, target, env, deadline - time.monotonic(), insecure, credentials, progress)
+    if body is None and db is not None:
         stored = _load(_stored_path(env, target, db.updated_at, key), now, max_age)
         if stored is not None:
             return Scan(stored, db.updated_at, False, target.platform)
-    download = db is None or not db.current
-    with _ONE_AT_A_TIME if download else contextlib.nullcontext():
-        body = _run(trivy, target, env, time_left, insecure, credentials, progress)
-        db = cached_db(env, datetime.now(UTC))
+        body = _run(trivy, target, env, deadline - time.monotonic(), insecure, credentials, progress)
+    assert body is not None
+    db = cached_db(env, datetime.now(UTC))
     source = f"trivy scan of {target.reference}"
     report = parse_trivy_json(_decode(body, source), source)
     if target.digest not in report.digests:
