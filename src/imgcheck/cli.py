@@ -167,6 +167,12 @@ def verify(
         Optional[list[Path]],  # noqa: UP045
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
+    scan: Annotated[
+        bool,
+        typer.Option(
+            "--scan", help="Run trivy on each digest and judge its report (reused while its DB is unchanged)."
+        ),
+    ] = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip container runs (smoke reports skip).")] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Verify only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
@@ -198,6 +204,7 @@ def verify(
             timeout=timeout,
             no_smoke=no_smoke,
             keep_images=keep_images,
+            scan=scan,
             quiet=quiet,
         )
         result, code = _run_verify(loaded, targets or [], options, progress)

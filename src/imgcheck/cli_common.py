@@ -41,9 +41,12 @@ def policy_and_options(
     no_smoke: bool = False,
     keep_images: bool = False,
     quiet: bool = False,
+    scan: bool | None = None,
 ) -> tuple[Policy, VerifyOptions]:
     """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on.
-    Which policy ran is said on stderr when none was given (unless `quiet`)."""
+    Which policy ran is said on stderr when none was given (unless `quiet`). `scan` (verify, audit):
+    `--scan`; trivy must then be there whenever the run will scan (exit 2 now with how to install it,
+    not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
     from imgcheck.policy.loader import default_policy_path, load_policy
 
@@ -63,7 +66,13 @@ def policy_and_options(
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
         policy_dir=loaded.base_dir,
+        scan=bool(scan),
     )
+    rules = (loaded.defaults, *(image.rules for image in loaded.images))
+    if scan or (scan is not None and any(getattr(r.get("vulnerabilities"), "scan", False) for r in rules)):
+        from imgcheck.vulns.scan import require_trivy  # only then: a metadata run imports no vulns code
+
+        require_trivy(loaded, bool(scan))
     return loaded, options
 
 

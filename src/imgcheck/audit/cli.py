@@ -71,6 +71,10 @@ def audit_command(
         Optional[list[Path]],  # noqa: UP045
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
+    scan: Annotated[
+        bool,
+        typer.Option("--scan", help="Re-scan every release with trivy's current DB (reused while it is unchanged)."),
+    ] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Audit only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 1800.0,
@@ -93,6 +97,7 @@ def audit_command(
             trivy_reports=trivy_report or (),
             timeout=timeout,
             no_smoke=smoke == "none",
+            scan=scan,
         )
         code = run_audit(
             loaded,

@@ -66,6 +66,8 @@ class VerifyOptions:
     no_smoke: bool = False
     keep_images: bool = False
     trivy_reports: tuple[Path, ...] = ()
+    scan: bool = False
+    """`--scan`: run trivy on each digest (the vulnerabilities rule), as the policy's `scan: true` does."""
     timeout: float = 90.0
     """Global deadline in seconds for registry work."""
     policy_dir: Path = Path(".")

@@ -155,6 +155,17 @@ class RegistryClient:
                 self._authenticator = Authenticator(self._transport, self._credentials)
             return self._authenticator, self._credentials
 
+    def time_left(self) -> float:
+        """Seconds before this client's overall deadline."""
+        return self._transport.remaining()
+
+    def credentials_for(self, registry: str) -> tuple[str, str] | None:
+        """The username and secret imgcheck resolved for `registry` (to hand to trivy), if any."""
+        found = self._auth_parts()[1].get(registry)
+        if found is None or not found.password:
+            return None
+        return found.username or "imgcheck", found.password
+
     def resolve(self, ref: Reference) -> Manifest:
         if ref.digest:
             check_digest(ref.digest, f"reference {ref}")
