@@ -249,6 +249,8 @@ def test_ctrl_c_leaves_no_container_running(
     assert proc.returncode == 2, rest
     assert "imgcheck: error: interrupted" in rest
     assert docker_api.containers(all=True, filters={"label": RUN_LABEL}) == []
+    pulled = [r for i in docker_api.images() for r in i.get("RepoDigests") or [] if "/concurrent/" in r]
+    assert pulled == []  # and the images it pulled went with them
 
 
 def test_two_images_of_one_failing_digest_share_the_failure(

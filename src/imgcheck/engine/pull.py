@@ -153,6 +153,7 @@ class SharedPulls:
         self._progress = progress
         self._lock = threading.Lock()
         self._entries: dict[str, _SharedPull] = {}
+        self._closed = False
 
     def acquire(self, engine: Engine, reference: str, progress: Callable[[str], None], label: str) -> PulledImage:
         """The image present in the engine (pulled by this call or by another user of its digest)."""
@@ -177,6 +178,9 @@ class SharedPulls:
     def _pull(self, entry: _SharedPull, engine: Engine, progress: Callable[[str], None]) -> PulledImage:
         try:
             entry.image = pull_by_digest(engine, entry.reference, progress, entry.label)
+            if self._closed:  # the run ended (Ctrl-C) while this pull went on: run nothing, leave nothing
+                release(engine, entry.image, keep=self._keep, progress=progress)
+                raise EngineError("the run was interrupted")
         except EngineError as exc:
             entry.error = str(exc)
             with self._lock:
@@ -192,8 +196,8 @@ class SharedPulls:
         digest = image.reference.rsplit("@", 1)[-1]
         with self._lock:
             entry = self._entries.get(digest)
-            if entry is None or entry.image is not image:
-                return
+            if self._closed or entry is None or entry.image is not image:
+                return  # closed: `close()` removes it, once its container is surely gone
             entry.released += 1
             if entry.released < max(entry.users, self._expected.get(digest, 1)):
                 return
@@ -205,6 +209,8 @@ class SharedPulls:
         container still running (the run's end came early: Ctrl-C), so that its image can go too."""
         from imgcheck.engine.run import remove_running
 
+        with self._lock:
+            self._closed = True
         if remove_running():
             self._progress("removed the smoke containers still running")
         with self._lock:
