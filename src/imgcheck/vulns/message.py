@@ -37,7 +37,7 @@ def age_words(seconds: float) -> str:
     for unit, size, threshold in (("d", 86400, 2 * 86400), ("h", 3600, 3600), ("min", 60, 60)):
         if seconds >= threshold:
             return f"{round(seconds / size)} {unit}"
-    return f"{round(seconds)} s"
+    return f"{round(seconds)} s" if seconds >= 0.5 else "under a second"
 
 
 def by_severity(items: list[Judged], label: str) -> list[str]:
@@ -72,6 +72,8 @@ def age_text(reports: list[ScanReport], now: datetime) -> str:
     span = ages[0] if len(set(ages)) == 1 else ", ".join(dict.fromkeys(ages))
     noun = "report" if len(dated) == 1 else f"{len(dated)} reports"
     via = " (age from file time)" if any(r.created_from == "file time" for r in dated) else ""
+    if span == "under a second":  # "report 0 s old" is no sentence
+        return f"{noun} written just now{via}"
     return f"{noun} {span} old{via}"
 
 
