@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -281,6 +282,8 @@ def chromium() -> str:
     import shutil
 
     path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None and os.environ.get("CI"):
+        pytest.fail("chromium is not installed; in CI the HTML report must be looked at (scripts/setup.sh)")
     if path is None:
         pytest.skip("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
     return path
@@ -327,6 +330,12 @@ def test_html_report_renders_in_headless_chromium(registry: RegistryServer, push
     colors = {color for _count, color in image.getcolors(maxcolors=1 << 24) or []}
     assert any(abs(r - 31) < 12 and abs(g - 119) < 12 and abs(b - 180) < 12 for r, g, b in colors)
     assert any(abs(r - 255) < 12 and abs(g - 127) < 12 and abs(b - 14) < 12 for r, g, b in colors)
+    # The to-do list is above the fold: its box (#fff8c5) is painted within the first 720 pixels of a laptop
+    # screen, and holds the re-pushed release first.
+    fold = image.crop((0, 0, 1280, 720))
+    assert (255, 248, 197) in {color for _count, color in fold.getcolors(maxcolors=1 << 24) or []}
+    todo = dom[dom.index('<ol id="todo">') : dom.index("</ol>", dom.index('<ol id="todo">'))]
+    assert todo.index("producer:v1.4.1 was re-pushed") < len(todo)
 
 
 @pytest.mark.engine

@@ -24,7 +24,7 @@ th{background:#f4f4f4}code{font-size:.85rem}
 img.chart{max-width:100%;border:1px solid #eee}
 .nw{white-space:nowrap}
 .baseline{background:#fff3e0;border-left:4px solid #ef6c00;padding:.5rem 1rem;font-weight:600}
-#todo li{margin:.2rem 0}
+#todo{background:#fff8c5;border:1px solid #d4a72c;padding:.5rem 1rem .5rem 2.5rem}#todo li{margin:.2rem 0}
 """
 
 
