@@ -21,6 +21,8 @@ from imgcheck.audit.model import GROUP_ORDER, SEVERITY_ORDER, DriftGroup, DriftI
 from imgcheck.semver import parse_release
 
 _REGRESSIONS = ("verdict-regressed", "attachment-vanished")
+_TAG_RULES = ("tags", "labels")
+"""The rules whose verdict on a digest depends on the tags pointing at it."""
 _MOVE_TO = re.compile(r"move (\S+) to (\S+?)[;,.]?(?:\s|$)")
 """The tags rule's own advice, `…; move latest to v1.4.2`."""
 _REATTACH = {
@@ -86,9 +88,13 @@ def _tag_rank(item: DriftItem) -> int:
 
 
 def _cause_of(item: DriftItem, tags: Sequence[DriftItem]) -> DriftItem | None:
-    """The tag change that made this release regress: one that named or now names its digest, or, for the
-    `tags` rule (which reads every tag of the repository and the release's other images), a moving tag
-    of its image or a release tag this release carries."""
+    """The tag change that made this release regress. Only rules that read tags can regress because a tag
+    moved (a digest's content never changes; a vanished signature or a new size failure is its own cause):
+    `labels` (version_matches_tag) and `tags` regress with a tag that named or now names the digest; `tags`
+    (which reads every tag of the repository and the release's other images) also with a moving tag of
+    its image or a release tag this release carries."""
+    if item.kind != "verdict-regressed" or item.details.get("rule") not in _TAG_RULES:
+        return None
     digests = (item.subject,)
     for tag in tags:
         if tag.image == item.image and {tag.details.get("from"), tag.details.get("to")} & set(digests):
