@@ -165,9 +165,15 @@ class AuditReport:
             )
         return None
 
-    def todo(self, limit: int = 5) -> list[DriftItem]:
-        """What needs a person, worst first: the failing and warning causes with a fix."""
-        return [d for d in self.drift if d.severity != "info" and d.fix][:limit]
+    def actionable(self) -> list[DriftItem]:
+        """Every failing or warning cause with a fix, worst first."""
+        return [d for d in self.drift if d.severity != "info" and d.fix]
+
+    def todo(self, lines: int = 5) -> list[DriftItem]:
+        """The causes the to-do list names: with its "N more" and "releases fail" lines, `lines` in all."""
+        room = lines - (1 if any(r.verdict in (Verdict.FAIL, Verdict.ERROR) for r in self.releases) else 0)
+        found = self.actionable()
+        return found if len(found) <= room else found[: room - 1]
 
     def drift_counts(self) -> dict[str, int]:
         counts = {"fail": 0, "warn": 0, "info": 0}

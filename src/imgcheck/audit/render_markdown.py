@@ -70,15 +70,15 @@ def summary_line(report: AuditReport) -> str:
 
 
 def todo_lines(report: AuditReport) -> list[str]:
-    """At most ~5 lines: what, which image and release, and the command or fix (shared with HTML)."""
+    """At most 5 lines: what, which image and release, and the command or fix (shared with HTML)."""
     from imgcheck.audit.causes import headline
 
     lines = [f"{headline(d)}: {d.fix}" for d in report.todo()]
-    more = sum(1 for d in report.drift if d.severity != "info" and d.fix) - len(lines)
+    more = len(report.actionable()) - len(lines)
     if more > 0:
-        lines.append(f"{more} more in the drift table below")
+        lines.append(f"{plural(more, 'more cause')} in the drift table below")
     failing = [r for r in report.releases if r.verdict in (Verdict.FAIL, Verdict.ERROR)]
-    if failing and len(lines) < 6:
+    if failing:
         images = ", ".join(dict.fromkeys(r.image for r in failing))
         verb = "fails" if len(failing) == 1 else "fail"
         lines.append(f"{plural(len(failing), 'release')} {verb} their rules ({images}): see the failing releases below")
