@@ -22,7 +22,7 @@ th{background:#f4f4f4}code{font-size:.85rem}
 .warn{color:#ef6c00}.info{color:#455a64}.skip{color:#777}
 .verdict{font-size:1.2rem;font-weight:700}
 img.chart{max-width:100%;border:1px solid #eee}
-.nw{white-space:nowrap}
+td{overflow-wrap:anywhere}.nw{white-space:nowrap;overflow-wrap:normal}
 .baseline{background:#fff3e0;border-left:4px solid #ef6c00;padding:.5rem 1rem;font-weight:600}
 #todo{background:#fff8c5;border:1px solid #d4a72c;padding:.5rem 1rem .5rem 2.5rem}#todo li{margin:.2rem 0}
 """
@@ -62,7 +62,7 @@ def _drift(report: AuditReport) -> Iterable[str]:
     for d in report.drift:
         releases = ", ".join(f'<span class="nw">{_e(r)}</span>' for r in d.releases)
         yield (
-            f'<tr><td>{_badge(d.severity)}</td><td class="nw">{_e(d.kind)}</td><td>{_e(d.image)}</td>'
+            f'<tr><td>{_badge(d.severity)}</td><td class="nw">{_e(d.kind)}</td><td class="nw">{_e(d.image)}</td>'
             f"<td>{releases}</td><td>{_e(d.message)}</td></tr>"
         )
     yield "</table>"
