@@ -249,7 +249,7 @@ def test_drift_is_one_row_per_cause_worst_first_with_a_short_to_do_list(
     html = (tmp_path / "a.html").read_text()
     assert html.index('id="todo"') < html.index('id="drift"') < html.index('id="chart"')
     table = html[html.index('id="drift"') : html.index("</table>", html.index('id="drift"'))]
-    assert re.findall(r'<td class="nw">([a-z-]+)</td>', table) == [d["kind"] for d in drift]
+    assert re.findall(r'<td class="nw kind">([a-z-]+)</td>', table) == [d["kind"] for d in drift]
     assert html.index("v1.4.1", html.index('id="drift"')) < html.index("latest", html.index('id="drift"'))
     # Tags and dates never break at their hyphens in HTML tables.
     assert '<td class="nw">2026-11-20T10:00:00Z</td>' in html and '<span class="nw">sha-' in html

@@ -62,7 +62,7 @@ def _drift(report: AuditReport) -> Iterable[str]:
     for d in report.drift:
         releases = ", ".join(f'<span class="nw">{_e(r)}</span>' for r in d.releases)
         yield (
-            f'<tr><td>{_badge(d.severity)}</td><td class="nw">{_e(d.kind)}</td><td class="nw">{_e(d.image)}</td>'
+            f'<tr><td>{_badge(d.severity)}</td><td class="nw kind">{_e(d.kind)}</td><td class="nw">{_e(d.image)}</td>'
             f"<td>{releases}</td><td>{_e(d.message)}</td></tr>"
         )
     yield "</table>"
