@@ -253,7 +253,7 @@ def test_drift_is_one_row_per_cause_worst_first_with_a_short_to_do_list(
     assert html.index("v1.4.1", html.index('id="drift"')) < html.index("latest", html.index('id="drift"'))
     # Tags and dates never break at their hyphens in HTML tables.
     assert '<td class="nw">2026-11-20T10:00:00Z</td>' in html and '<span class="nw">sha-' in html
-    assert ".nw{white-space:nowrap}" in html
+    assert ".nw{white-space:nowrap" in html
     assert "-&gt;" not in md and "&gt;" not in md  # read on a terminal: no HTML entities
 
 
