@@ -250,8 +250,26 @@ rules:
         pytest.param(
             BASE + "    match:\n      org.opencontainers.image.source: '[unclosed'\n",
             "policy.yaml:11: rules.labels.match.org.opencontainers.image.source: bad regular expression "
-            "'[unclosed': unterminated character set at position 0",
+            "'[unclosed': missing ] at '[unclosed' (RE2 syntax: github.com/google/re2/wiki/Syntax)",
             id="bad-regex",
+        ),
+        pytest.param(
+            BASE + "    match:\n      org.opencontainers.image.source: '(a+)\\1'\n",
+            "policy.yaml:11: rules.labels.match.org.opencontainers.image.source: bad regular expression "
+            "'(a+)\\\\1': \\1 is a backreference, which RE2 does not have: write the text out",
+            id="re2-backreference",
+        ),
+        pytest.param(
+            BASE + "  config:\n    forbid_env: ['(?!PATH).*']\n",
+            "policy.yaml:11: rules.config.forbid_env[0]: bad regular expression '(?!PATH).*': "
+            "(?! is lookaround, which RE2 does not have: match the text itself",
+            id="re2-lookahead",
+        ),
+        pytest.param(
+            BASE + "  tags:\n    required:\n      - 'v[0-9]+\\Z'\n",
+            "policy.yaml:12: rules.tags.required[0]: bad regular expression 'v[0-9]+\\\\Z': "
+            "\\Z is Python's end of text: RE2 writes it \\z",
+            id="re2-python-end-of-text",
         ),
         pytest.param(
             BASE + "  size:\n    max_compressed: 500 MBs\n",
@@ -469,6 +487,12 @@ OVERRIDE = BASE.replace("    repository: org/consumer\n", "    repository: org/c
             BASE + "  smoke:\n    expect_output: '(['\n",
             "11: rules.smoke.expect_output: smoke `expect_output` '([' is not a valid regex: ",
             id="smoke-expect-output",
+        ),
+        pytest.param(
+            BASE + "  smoke:\n    expect_output: '(?<=v){version}'\n",
+            "11: rules.smoke.expect_output: smoke `expect_output` '(?<=v){version}' is not a valid regex: "
+            "(?<= is lookaround, which RE2 does not have: match the text itself",
+            id="smoke-expect-output-lookbehind",
         ),
         pytest.param(
             BASE + "  vulnerabilities:\n    fail_on: [HIGH]\n    min_cvss: 11\n",

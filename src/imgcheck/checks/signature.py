@@ -7,12 +7,12 @@ signed on the index digest (cosign signs the index unless --recursive), so that 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -21,7 +21,7 @@ from imgcheck.verdict import Verdict
 class Keyless:
     issuer: str
     """OIDC issuer, exact (e.g. https://token.actions.githubusercontent.com)."""
-    identity: re.Pattern[str]
+    identity: Pattern
     """Full match against the certificate SAN (the workflow URI for GitHub Actions)."""
 
 
