@@ -39,8 +39,10 @@ def policy_and_options(
 ) -> tuple[Policy, VerifyOptions]:
     """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on."""
     from imgcheck.checks.interface import VerifyOptions
+    from imgcheck.deadline import Deadline
     from imgcheck.policy.loader import default_policy_path, load_policy
 
+    deadline = Deadline(timeout)  # the whole run, from here: policy, registry, evidence, checks
     loaded = load_policy(policy if policy is not None else default_policy_path(Path.cwd()))
     options = VerifyOptions(
         registry_override=registry,
@@ -50,6 +52,7 @@ def policy_and_options(
         keep_images=keep_images,
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
+        deadline=deadline,
         policy_dir=loaded.base_dir,
     )
     return loaded, options

@@ -113,13 +113,19 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> SmokeEvid
         keep_images=ctx.options.keep_images,
         only_platform=ctx.options.platform,
         progress=ctx.progress,
+        deadline=ctx.options.deadline,
     )
 
 
 def measure_uncompressed(ctx: CollectContext, facts: ImageFacts) -> Mapping[str, int]:
     """platform -> size the engine reports after a pull, for `size.max_uncompressed` without smoke."""
     evidence = smoke_image(
-        facts, None, keep_images=ctx.options.keep_images, only_platform=ctx.options.platform, progress=ctx.progress
+        facts,
+        None,
+        keep_images=ctx.options.keep_images,
+        only_platform=ctx.options.platform,
+        progress=ctx.progress,
+        deadline=ctx.options.deadline,
     )
     return evidence.uncompressed_sizes
 

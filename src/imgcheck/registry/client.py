@@ -25,6 +25,7 @@ from imgcheck.registry.reference import Reference
 from imgcheck.registry.transport import Reply, Transport
 
 if TYPE_CHECKING:
+    from imgcheck.deadline import Deadline
     from imgcheck.registry.auth import Authenticator
     from imgcheck.registry.credentials import CredentialStore
 
@@ -107,9 +108,11 @@ class RegistryClient:
         docker_config: Path | None = None,
         env: Mapping[str, str] | None = None,
         max_manifest_bytes: int = MAX_MANIFEST_BYTES,
+        deadline: Deadline | None = None,
     ) -> None:
-        """`timeout` bounds the whole run of this client; `docker_config`/`env` override where
-        credentials are looked up (default: $DOCKER_CONFIG or ~/.docker/config.json, os.environ)."""
+        """`timeout` bounds the whole run of this client (`deadline`: the run's own clock, when given);
+        `docker_config`/`env` override where credentials are looked up (default: $DOCKER_CONFIG or
+        ~/.docker/config.json, os.environ)."""
         self._max_manifest_bytes = max_manifest_bytes
         self._transport = Transport(
             insecure=insecure,
@@ -119,6 +122,7 @@ class RegistryClient:
             max_attempts=max_attempts,
             backoff=backoff,
             progress=progress,
+            deadline=deadline,
         )
         self._env, self._docker_config = env, docker_config
         self._auth_lock = threading.Lock()
