@@ -1,0 +1,153 @@
+"""`--timeout` is one deadline for the whole run: registry reads, pulls, smoke runs and rule checks.
+
+Past it, what is unfinished is `error` naming what the deadline stopped, the command exits 2 with its
+report written, and nothing it started is left running (no container, no pulled image)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faultproxy import Fault, FaultProxy
+from test_pipeline import FACTS
+
+from fixtures.smoke_images import SmokeImage, push_hang
+from imgcheck.checks.interface import RunContext, VerifyOptions
+from imgcheck.checks.labels import RULE as LABELS
+from imgcheck.checks.labels import Config as LabelsConfig
+from imgcheck.deadline import Deadline, DeadlineExceeded
+from imgcheck.pipeline import _judge
+from imgcheck.testing.engine_server import EngineHandle
+from imgcheck.testing.push import Pusher
+from imgcheck.testing.registry_server import RegistryServer
+from imgcheck.verdict import Verdict
+
+SLACK = 8.0
+"""Seconds past `--timeout` a run may take: interpreter start-up, removing the container, the report."""
+
+
+def test_deadline_counts_down_and_never_goes_negative() -> None:
+    deadline = Deadline(0.2)
+    assert 0 < deadline.remaining() <= 0.2 and not deadline.expired()
+    assert deadline.bound(30) <= 0.2 and deadline.cuts(30) and not deadline.cuts(0.1)
+    deadline.check("reading a manifest")
+    time.sleep(0.25)
+    assert deadline.expired() and deadline.remaining() == 0.0 and deadline.bound(30) == 0.0
+    with pytest.raises(DeadlineExceeded, match=r"^deadline of 0\.2 s reached while pulling app \(raise --timeout"):
+        deadline.check("pulling app")
+
+
+def test_an_unlimited_deadline_keeps_each_steps_own_timeout() -> None:
+    deadline = Deadline.unlimited()
+    assert deadline.bound(30) == 30 and not deadline.cuts(3600) and not deadline.expired()
+
+
+def test_a_rule_not_yet_evaluated_at_the_deadline_is_an_error_never_a_pass() -> None:
+    spent = Deadline(0.0)
+    run = RunContext(now=datetime.now(UTC), options=VerifyOptions(timeout=5, deadline=spent))
+    (finding,) = _judge(LABELS, FACTS, LabelsConfig(), run)
+    assert finding.verdict is Verdict.ERROR
+    assert finding.message == "deadline of 0 s reached while waiting to evaluate rule 'labels' (not evaluated)"
+
+
+# --- end to end: a smoke run that outlives the run's deadline ---------------------------------------
+
+SMOKE_POLICY = """\
+version: 1
+registry: {host}
+images:
+  - name: hang
+    repository: smoke/hang
+rules:
+  labels:
+    required: [org.opencontainers.image.version]
+  smoke:
+    timeout: 120s
+"""
+
+
+@pytest.fixture(scope="module")
+def hang_image(pusher: Pusher) -> SmokeImage:
+    return push_hang(pusher)
+
+
+def _leftovers(api: Any, registry: RegistryServer) -> tuple[list[str], list[str]]:
+    containers = [c["Id"] for c in api.containers(all=True)]
+    images = [
+        ref
+        for image in api.images(all=True)
+        for ref in (image.get("RepoDigests") or []) + (image.get("RepoTags") or [])
+        if "/smoke/hang" in ref
+    ]
+    return containers, images
+
+
+def _verify(engine: EngineHandle, reference: str, policy: Path, report: Path) -> subprocess.CompletedProcess[str]:
+    args = ["verify", reference, "--policy", str(policy), "--timeout", "10", "--format", "json"]
+    return subprocess.run(
+        [sys.executable, "-m", "imgcheck", *args, "--report", f"json={report}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "NO_COLOR": "1", "DOCKER_HOST": engine.docker_host},
+    )
+
+
+@pytest.mark.engine
+def test_a_smoke_run_past_the_deadline_is_error_exit_2_with_the_report_written_and_nothing_left(
+    engine: EngineHandle,
+    docker_api: Any,
+    registry: RegistryServer,
+    hang_image: SmokeImage,
+    tmp_path: Path,
+) -> None:
+    """The image sleeps an hour and its own smoke timeout is 120 s; the run's `--timeout 10` ends it."""
+    assert _leftovers(docker_api, registry) == ([], [])
+    policy = tmp_path / "imgcheck.yaml"
+    policy.write_text(SMOKE_POLICY.format(host=registry.host))
+    report = tmp_path / "report.json"
+    started = time.monotonic()
+    done = _verify(engine, f"{registry.host}/smoke/hang:1.4.2", policy, report)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert elapsed < 10 + SLACK, f"{elapsed:.1f} s for a 10 s deadline"
+    written = json.loads(report.read_text())
+    assert written == json.loads(done.stdout)
+    checks = {c["rule"]: c for c in written["images"][0]["checks"]}
+    assert checks["smoke"]["verdict"] == "error"
+    assert checks["smoke"]["message"].startswith("deadline of 10 s reached while running hang (linux/amd64)")
+    assert checks["labels"]["verdict"] == "error"  # evaluated after the deadline: not a pass
+    assert _leftovers(docker_api, registry) == ([], [])
+
+
+@pytest.mark.engine
+def test_a_pull_that_stalls_behind_the_engine_ends_at_the_deadline(
+    engine: EngineHandle,
+    docker_api: Any,
+    registry: RegistryServer,
+    hang_image: SmokeImage,
+    tmp_path: Path,
+) -> None:
+    """The engine pulls through the fault proxy, which lets imgcheck read the config blob and then
+    never answers a blob request: docker-py alone would wait on that pull forever."""
+    policy = tmp_path / "imgcheck.yaml"
+    report = tmp_path / "report.json"
+    with FaultProxy(registry.host) as proxy, proxy.faults(Fault("hang", "/blobs/", count=-1, skip=1)):
+        policy.write_text(SMOKE_POLICY.format(host=proxy.host))
+        started = time.monotonic()
+        done = _verify(engine, f"{proxy.host}/smoke/hang:1.4.2", policy, report)
+        elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert elapsed < 10 + SLACK, f"{elapsed:.1f} s for a 10 s deadline"
+    checks = {c["rule"]: c for c in json.loads(report.read_text())["images"][0]["checks"]}
+    assert checks["smoke"]["verdict"] == "error"
+    assert checks["smoke"]["message"].startswith("deadline of 10 s reached while pulling hang linux/amd64")
+    containers, images = _leftovers(docker_api, registry)
+    assert containers == [] and not [i for i in images if proxy.host in i]
