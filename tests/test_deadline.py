@@ -78,76 +78,61 @@ def hang_image(pusher: Pusher) -> SmokeImage:
     return push_hang(pusher)
 
 
-def _leftovers(api: Any, registry: RegistryServer) -> tuple[list[str], list[str]]:
+def _leftovers(api: Any) -> tuple[list[str], list[str]]:
+    """Every container (`docker ps -a`), and every image of the fixture under any registry host."""
     containers = [c["Id"] for c in api.containers(all=True)]
-    images = [
-        ref
-        for image in api.images(all=True)
-        for ref in (image.get("RepoDigests") or []) + (image.get("RepoTags") or [])
-        if "/smoke/hang" in ref
-    ]
+    images = [ref for image in api.images(all=True) for ref in image.get("RepoDigests") or [] if "/smoke/hang" in ref]
     return containers, images
 
 
-def _verify(engine: EngineHandle, reference: str, policy: Path, report: Path) -> subprocess.CompletedProcess[str]:
-    args = ["verify", reference, "--policy", str(policy), "--timeout", "10", "--format", "json"]
-    return subprocess.run(
+def _verify_past_deadline(engine: EngineHandle, host: str, tmp_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`verify --timeout 10` of the hang image through `host`: exits 2 in time; (report written, stdout)."""
+    policy = tmp_path / "imgcheck.yaml"
+    policy.write_text(SMOKE_POLICY.format(host=host))
+    report = tmp_path / "report.json"
+    args = ["verify", f"{host}/smoke/hang:1.4.2", "--policy", str(policy), "--timeout", "10", "--format", "json"]
+    started = time.monotonic()
+    done = subprocess.run(
         [sys.executable, "-m", "imgcheck", *args, "--report", f"json={report}"],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "NO_COLOR": "1", "DOCKER_HOST": engine.docker_host},
     )
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert elapsed < 10 + SLACK, f"{elapsed:.1f} s for a 10 s deadline"
+    return json.loads(report.read_text()), json.loads(done.stdout)
+
+
+def _checks(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["rule"]: c for c in report["images"][0]["checks"]}
 
 
 @pytest.mark.engine
 def test_a_smoke_run_past_the_deadline_is_error_exit_2_with_the_report_written_and_nothing_left(
-    engine: EngineHandle,
-    docker_api: Any,
-    registry: RegistryServer,
-    hang_image: SmokeImage,
-    tmp_path: Path,
+    engine: EngineHandle, docker_api: Any, registry: RegistryServer, hang_image: SmokeImage, tmp_path: Path
 ) -> None:
     """The image sleeps an hour and its own smoke timeout is 120 s; the run's `--timeout 10` ends it."""
-    assert _leftovers(docker_api, registry) == ([], [])
-    policy = tmp_path / "imgcheck.yaml"
-    policy.write_text(SMOKE_POLICY.format(host=registry.host))
-    report = tmp_path / "report.json"
-    started = time.monotonic()
-    done = _verify(engine, f"{registry.host}/smoke/hang:1.4.2", policy, report)
-    elapsed = time.monotonic() - started
-    assert done.returncode == 2, done.stderr
-    assert elapsed < 10 + SLACK, f"{elapsed:.1f} s for a 10 s deadline"
-    written = json.loads(report.read_text())
-    assert written == json.loads(done.stdout)
-    checks = {c["rule"]: c for c in written["images"][0]["checks"]}
+    assert _leftovers(docker_api) == ([], [])
+    written, printed = _verify_past_deadline(engine, registry.host, tmp_path)
+    assert written == printed
+    checks = _checks(written)
     assert checks["smoke"]["verdict"] == "error"
     assert checks["smoke"]["message"].startswith("deadline of 10 s reached while running hang (linux/amd64)")
     assert checks["labels"]["verdict"] == "error"  # evaluated after the deadline: not a pass
-    assert _leftovers(docker_api, registry) == ([], [])
+    assert _leftovers(docker_api) == ([], [])
 
 
 @pytest.mark.engine
 def test_a_pull_that_stalls_behind_the_engine_ends_at_the_deadline(
-    engine: EngineHandle,
-    docker_api: Any,
-    registry: RegistryServer,
-    hang_image: SmokeImage,
-    tmp_path: Path,
+    engine: EngineHandle, docker_api: Any, registry: RegistryServer, hang_image: SmokeImage, tmp_path: Path
 ) -> None:
     """The engine pulls through the fault proxy, which lets imgcheck read the config blob and then
     never answers a blob request: docker-py alone would wait on that pull forever."""
-    policy = tmp_path / "imgcheck.yaml"
-    report = tmp_path / "report.json"
     with FaultProxy(registry.host) as proxy, proxy.faults(Fault("hang", "/blobs/", count=-1, skip=1)):
-        policy.write_text(SMOKE_POLICY.format(host=proxy.host))
-        started = time.monotonic()
-        done = _verify(engine, f"{proxy.host}/smoke/hang:1.4.2", policy, report)
-        elapsed = time.monotonic() - started
-    assert done.returncode == 2, done.stderr
-    assert elapsed < 10 + SLACK, f"{elapsed:.1f} s for a 10 s deadline"
-    checks = {c["rule"]: c for c in json.loads(report.read_text())["images"][0]["checks"]}
-    assert checks["smoke"]["verdict"] == "error"
-    assert checks["smoke"]["message"].startswith("deadline of 10 s reached while pulling hang linux/amd64")
-    containers, images = _leftovers(docker_api, registry)
-    assert containers == [] and not [i for i in images if proxy.host in i]
+        written, _printed = _verify_past_deadline(engine, proxy.host, tmp_path)
+    smoke = _checks(written)["smoke"]
+    assert smoke["verdict"] == "error"
+    assert smoke["message"].startswith("deadline of 10 s reached while pulling hang linux/amd64"), smoke["message"]
+    assert _leftovers(docker_api) == ([], [])
