@@ -3,6 +3,7 @@ the bundled policies and the docs show still means what it meant under Python's 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -10,17 +11,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from test_pipeline import FACTS
 
 from fixtures.images import ImageConfig, busybox_base_layer, push_image, script_layer
+from imgcheck.checks.config import RULE as ConfigRule
+from imgcheck.checks.interface import RunContext
+from imgcheck.pipeline import _judge
 from imgcheck.policy.loader import load_policy
-from imgcheck.policy.patterns import PatternError, compile_pattern, escape
+from imgcheck.policy.patterns import MAX_MATCH_CHARS, PatternError, ValueTooLong, compile_pattern, escape
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
+from imgcheck.verdict import Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET = 0.5
@@ -156,6 +163,23 @@ def test_refusals_say_nothing_on_stderr() -> None:
 def test_a_pattern_too_large_for_re2_is_refused_not_slow() -> None:
     with pytest.raises(PatternError, match="repeats more than RE2's limit"):
         compile_pattern("((a{1000}){1000}){1000}")
+    with pytest.raises(PatternError, match=r"too large once compiled \(119703 RE2 instructions, at most 10000\)"):
+        compile_pattern(r"\p{L}{1,100}")
+    assert compile_pattern(".{1000}").fullmatch("x" * 1000)
+
+
+def test_a_value_too_long_to_match_is_that_rules_error_never_a_pass() -> None:
+    """RE2 is linear, but on its NFA path each character costs up to the pattern's size: no value may
+    be long enough to set the run's time. Refusing it must fail closed (forbid_env would pass on a miss)."""
+    config = ConfigRule.config(forbid_env=(compile_pattern("(?i).*(secret|token).*"),))
+    platform = FACTS.platforms[0]
+    hostile = dataclasses.replace(platform, config={"config": {"Env": ["A" * (MAX_MATCH_CHARS + 1) + "_TOKEN=x"]}})
+    facts = dataclasses.replace(FACTS, platforms=(hostile,))
+    (finding,) = _judge(ConfigRule, facts, config, RunContext(now=datetime.now(UTC)))
+    assert finding.verdict is Verdict.ERROR
+    assert f"a value of {MAX_MATCH_CHARS + 7} characters is too long to match" in finding.message
+    with pytest.raises(ValueTooLong):
+        compile_pattern(".*").search("x" * (MAX_MATCH_CHARS + 1))
 
 
 # --- the attacker's image, end to end ---------------------------------------------------------------

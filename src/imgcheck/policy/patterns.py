@@ -15,8 +15,16 @@ import functools
 import re
 from typing import Any, final
 
+from imgcheck.errors import InputError
+
 MAX_PATTERN_MEMORY = 64 * 1024 * 1024
-"""RE2's budget for one compiled pattern; `(a{1000}){1000}` is refused as too large, never slow."""
+"""RE2's memory budget for one pattern (its program and its DFA cache)."""
+MAX_PROGRAM_SIZE = 10_000
+"""RE2 instructions in one compiled pattern. Matching is linear in the value, but each character can
+cost up to this many steps when RE2 falls back from its DFA to its NFA: `.{1000}` is 8,000."""
+MAX_MATCH_CHARS = 128 * 1024
+"""The longest value matched against a pattern: a bigger one is an error for that rule, never a match
+or a miss. Real labels, tags, env names and identities are far shorter; smoke output is capped below."""
 
 _FIXES: tuple[tuple[str, str], ...] = (
     (r"invalid escape sequence: \\[1-9]", "{c} is a backreference, which RE2 does not have: write the text out"),
@@ -38,6 +46,10 @@ class PatternError(ValueError):
     """A pattern RE2 cannot take: the message names the construct and the RE2 fix."""
 
 
+class ValueTooLong(InputError):
+    """A value over MAX_MATCH_CHARS: not matched (its rule is `error`), so no value sets the time."""
+
+
 @final
 class Pattern:
     """A compiled RE2 pattern. Policies use `fullmatch` (the whole value) unless a key says `search`."""
@@ -49,16 +61,25 @@ class Pattern:
         self._regex = _compile(pattern)
 
     def fullmatch(self, text: str) -> bool:
-        return self._regex.fullmatch(_utf8_safe(text)) is not None
+        return self._regex.fullmatch(self._matchable(text)) is not None
 
     def search(self, text: str) -> str | None:
         """The first match's text, or None. As in Python, `$` also matches before a final newline
         (RE2's `$` is the end of the text only; output nearly always ends with a newline)."""
-        safe = _utf8_safe(text)
+        safe = self._matchable(text)
         found = self._regex.search(safe)
         if found is None and safe.endswith("\n"):
             found = self._regex.search(safe[:-1])
         return None if found is None else str(found.group(0))
+
+    def _matchable(self, text: str) -> str:
+        if len(text) > MAX_MATCH_CHARS:
+            raise ValueTooLong(
+                f"a value of {len(text)} characters is too long to match against /{self.pattern[:80]}/: "
+                f"imgcheck matches values of at most {MAX_MATCH_CHARS} characters, and no real label, tag, "
+                "env name or identity is that long"
+            )
+        return _utf8_safe(text)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Pattern) and other.pattern == self.pattern
@@ -87,6 +108,7 @@ def _options() -> Any:
     options = re2.Options()
     options.log_errors = False  # a refused pattern is our one-line policy error, not absl noise on stderr
     options.max_mem = MAX_PATTERN_MEMORY
+    options.never_capture = True  # groups are never read; without them every match stays on RE2's fast paths
     return options
 
 
@@ -94,9 +116,15 @@ def _compile(pattern: str) -> Any:
     import re2
 
     try:
-        return re2.compile(_utf8_safe(pattern), _options())
+        regex = re2.compile(_utf8_safe(pattern), _options())
     except re2.error as exc:
         raise PatternError(_explain(exc, pattern)) from None
+    if regex.programsize > MAX_PROGRAM_SIZE:
+        raise PatternError(
+            f"it is too large once compiled ({regex.programsize} RE2 instructions, at most {MAX_PROGRAM_SIZE}): "
+            "simplify it (fewer or smaller counted repeats such as .{1000})"
+        )
+    return regex
 
 
 def _explain(exc: Exception, pattern: str) -> str:
