@@ -136,3 +136,38 @@ def test_a_pull_that_stalls_behind_the_engine_ends_at_the_deadline(
     assert smoke["verdict"] == "error"
     assert smoke["message"].startswith("deadline of 10 s reached while pulling hang linux/amd64"), smoke["message"]
     assert _leftovers(docker_api) == ([], [])
+
+
+AUDIT_POLICY = """\
+version: 1
+registry: {host}
+images:
+  - name: hang
+    repository: smoke/hang
+rules:
+  labels:
+    required: [org.opencontainers.image.version]
+"""
+
+
+def test_an_audit_through_a_hung_registry_ends_at_its_deadline_with_the_report_written(
+    registry: RegistryServer, hang_image: SmokeImage, tmp_path: Path
+) -> None:
+    """`audit --timeout` is the same one deadline: the tag listing hangs, the audit ends in time, exit 2."""
+    policy = tmp_path / "imgcheck.yaml"
+    report = tmp_path / "audit.json"
+    with FaultProxy(registry.host) as proxy, proxy.faults(Fault("hang", "/tags/list", count=-1)):
+        policy.write_text(AUDIT_POLICY.format(host=proxy.host))
+        args = ["audit", "--policy", str(policy), "--no-history", "--timeout", "4", "--format", "json"]
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "imgcheck", *args, "--report", f"json={report}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert elapsed < 4 + SLACK, f"{elapsed:.1f} s for a 4 s deadline"
+    assert "deadline of 4 s reached while reading" in report.read_text()
