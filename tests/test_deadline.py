@@ -24,6 +24,7 @@ from imgcheck.checks.labels import RULE as LABELS
 from imgcheck.checks.labels import Config as LabelsConfig
 from imgcheck.deadline import Deadline, DeadlineExceeded
 from imgcheck.pipeline import _judge
+from imgcheck.registry.credentials import CredentialStore
 from imgcheck.testing.engine_server import EngineHandle
 from imgcheck.testing.push import Pusher
 from imgcheck.testing.registry_server import RegistryServer
@@ -171,3 +172,24 @@ def test_an_audit_through_a_hung_registry_ends_at_its_deadline_with_the_report_w
     assert done.returncode == 2, done.stderr
     assert elapsed < 4 + SLACK, f"{elapsed:.1f} s for a 4 s deadline"
     assert "deadline of 4 s reached while reading" in report.read_text()
+
+
+def test_a_credential_helper_that_hangs_is_killed_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real helper process that never answers: the lookup ends at the run's deadline (not the
+    helper's own 15 s) and the helper is gone."""
+    helper = tmp_path / "docker-credential-slow"
+    pid_file = tmp_path / "pid"
+    helper.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 60\n")
+    helper.chmod(0o755)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"credHelpers": {"registry.example": "slow"}}))
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    store = CredentialStore(env={}, config_path=config, deadline=Deadline(1.5))
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"^deadline of 1\.5 s reached while asking docker-credential-slow"):
+        store.get("registry.example")
+    assert time.monotonic() - started < 1.5 + 2
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)

@@ -151,7 +151,10 @@ class RegistryClient:
                 from imgcheck.registry.credentials import CredentialStore
 
                 self._credentials = CredentialStore(
-                    env=self._env, config_path=self._docker_config, note=self._transport.note
+                    env=self._env,
+                    config_path=self._docker_config,
+                    note=self._transport.note,
+                    deadline=self._transport.deadline,
                 )
                 self._authenticator = Authenticator(self._transport, self._credentials)
             return self._authenticator, self._credentials

@@ -17,6 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from imgcheck.deadline import Deadline
 from imgcheck.record import record
 
 GHCR = "ghcr.io"
@@ -63,7 +64,9 @@ class CredentialStore:
         env: Mapping[str, str] | None = None,
         config_path: Path | None = None,
         note: Callable[[str], None] | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
+        self._deadline = deadline or Deadline.unlimited()
         self._env = env if env is not None else os.environ
         self._config_path = config_path
         self._note = note or (lambda _msg: None)
@@ -126,10 +129,11 @@ class CredentialStore:
                 [binary, "get"],
                 input=server.encode(errors="replace"),  # a JSON key may hold a lone surrogate
                 capture_output=True,
-                timeout=HELPER_TIMEOUT,
+                timeout=self._deadline.bound(HELPER_TIMEOUT),  # run() kills the helper when it passes
                 check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
+            self._deadline.check(f"asking docker-credential-{name} for {_normalize(server)}")
             self._note(f"docker-credential-{name} did not answer for {_normalize(server)}; going anonymous")
             return None
         if done.returncode != 0:
