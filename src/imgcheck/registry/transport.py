@@ -224,7 +224,9 @@ class Transport:
     def _sleep(self, seconds: float, what: str, reason: str) -> None:
         if seconds >= self.remaining():
             raise RegistryError(
-                self.deadline.message(f"reading {what}: gave up ({reason}), it would pass before a retry"),
+                self.deadline.message(f"reading {what} ({reason})")
+                if self.remaining() < 0.05  # a read timed out at the deadline (its timeout was what was left)
+                else f"{what}: gave up ({reason}); the deadline of {self.timeout:g} s would pass before a retry",
                 hint="the registry is overloaded or failing; retry later",
             )
         self.note(f"{what}: {reason}, retrying in {seconds:.1f} s")
