@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import require_tool
 
 from fixtures.k2 import K2_NAMES, PREVIOUS_SEMVER, PublishedImage, SampleRelease, publish_sample_release, push_k2_image
 from fixtures.security import BUSYBOX_AWK_UAF, XZ_BACKDOOR, trivy_report
@@ -278,12 +279,7 @@ def test_sigkill_mid_audit_leaves_history_usable(registry: RegistryServer, pushe
 
 
 def chromium() -> str:
-    import shutil
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
-    return path
+    return require_tool("chromium", "apt-get install chromium")
 
 
 @pytest.mark.slow

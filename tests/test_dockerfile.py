@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from needs import require_tool
 
 from imgcheck import __version__
 
@@ -68,14 +69,10 @@ def docker_client(engine: Any) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def base_image(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Debian 12 minbase with python3 and venv, made by mmdebstrap and imported into the engine."""
-    if shutil.which("mmdebstrap") is None:
-        message = "mmdebstrap is not installed (apt-get install mmdebstrap)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    mmdebstrap = require_tool("mmdebstrap", "apt-get install mmdebstrap")
     tar = tmp_path_factory.mktemp("base") / "base.tar"
     command = [
-        "mmdebstrap",
+        mmdebstrap,
         "--variant=minbase",
         "--include=python3,python3-venv",
         "--mode=root",

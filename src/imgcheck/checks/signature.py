@@ -1,20 +1,25 @@
 """signature: a cosign / Sigstore signature over this exact digest.
 
-Key-based cosign `.sig` signatures are verified with `cryptography`; Sigstore bundles (cosign v3
-referrers) offline with sigstore-python, issuer AND identity both required. A multi-platform index is
+Key-based cosign `.sig` signatures (and their Rekor SET when present) and legacy keyless ones (Fulcio
+certificate + Rekor SET) are verified offline with `cryptography`; Sigstore bundles (cosign v3
+referrers) offline with sigstore-python; keyless needs issuer AND identity. A multi-platform index is
 signed on the index digest (cosign signs the index unless --recursive), so that is what is checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
 from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
+
+if TYPE_CHECKING:
+    from imgcheck.supplychain.outcome import Trust
 
 
 @record
@@ -23,6 +28,9 @@ class Keyless:
     """OIDC issuer, exact (e.g. https://token.actions.githubusercontent.com)."""
     identity: Pattern
     """Full match against the certificate SAN (the workflow URI for GitHub Actions)."""
+    require_sct: bool = True
+    """The certificate must carry an SCT that verifies with a CT log of the trusted root (false: a
+    private Sigstore without CT, as cosign's --insecure-ignore-sct)."""
 
 
 @record
@@ -40,14 +48,22 @@ def collect_signed(
     """Discover what is attached to the digest and load the trust material the config names."""
     from imgcheck.supplychain import evidence
 
-    trust = evidence.build_trust(
+    return evidence.collect(ctx, facts, rule_id, build_trust(config, ctx.options.policy_dir))
+
+
+def build_trust(config: TrustConfig, policy_dir: Path) -> Trust:
+    """The trust material a signature / provenance / vulnerabilities config names, files read."""
+    from imgcheck.supplychain import evidence
+
+    keyless = config.keyless
+    return evidence.build_trust(
         config.keys,
-        config.keyless.issuer if config.keyless else None,
-        config.keyless.identity.pattern if config.keyless else None,
+        keyless.issuer if keyless else None,
+        keyless.identity.pattern if keyless else None,
         config.trusted_root,
-        ctx.options.policy_dir,
+        policy_dir,
+        require_sct=keyless.require_sct if keyless else True,
     )
-    return evidence.collect(ctx, facts, rule_id, trust)
 
 
 @record
@@ -110,7 +126,8 @@ def describe(config: Config) -> str:
     if config.keys:
         parts.append(f"cosign keys {', '.join(config.keys)}")
     if config.keyless:
-        parts.append(f"keyless issuer {config.keyless.issuer} + identity /{config.keyless.identity.pattern}/")
+        sct = "" if config.keyless.require_sct else " (no SCT required)"
+        parts.append(f"keyless issuer {config.keyless.issuer} + identity /{config.keyless.identity.pattern}/{sct}")
     root = f", trusted root {config.trusted_root}" if config.trusted_root else ""
     return f"signature over the digest by {' or '.join(parts) or 'NOTHING (configure keys or keyless)'}{root}"
 

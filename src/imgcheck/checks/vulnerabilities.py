@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
-from imgcheck.checks.signature import TrustConfig
+from imgcheck.checks.signature import TrustConfig, build_trust
 from imgcheck.facts import ImageFacts
 from imgcheck.policy.fields import FieldError
 from imgcheck.record import record
@@ -141,13 +141,7 @@ def _attached(ctx: CollectContext, facts: ImageFacts, config: Config) -> vulns_f
     from imgcheck.vulns.attached import ImageDigests
     from imgcheck.vulns.fromregistry import attached_reports
 
-    trust = evidence.build_trust(
-        config.keys,
-        config.keyless.issuer if config.keyless else None,
-        config.keyless.identity.pattern if config.keyless else None,
-        config.trusted_root,
-        ctx.options.policy_dir,
-    )
+    trust = build_trust(config, ctx.options.policy_dir)
     found = evidence.collect(ctx, facts, "vulnerabilities", trust).found
     image = ImageDigests(
         manifests=tuple(dict.fromkeys((facts.digest, *(p.manifest_digest for p in facts.platforms)))),

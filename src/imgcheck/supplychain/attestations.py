@@ -1,5 +1,6 @@
-"""Attestations in every envelope real tools use: cosign `.att` DSSE layers (key or Fulcio cert),
-Sigstore bundles (referrers), and unsigned buildx in-toto statements.
+"""Attestations in every envelope real tools use: cosign `.att` DSSE layers (key, or Fulcio cert + Rekor
+SET verified offline by `legacy_keyless`), Sigstore bundles (referrers), and unsigned buildx in-toto
+statements.
 
 Each comes back as an Outcome carrying the in-toto statement once its signature (if any) and its
 subject binding to the image hold; the SBOM and provenance rules judge the predicate.
@@ -12,17 +13,20 @@ from collections.abc import Sequence
 from imgcheck import jsontext
 from imgcheck.errors import InputError
 from imgcheck.supplychain.attachments import ANN_CERTIFICATE, Attachment
-from imgcheck.supplychain.bundles import sigstore_version, verify_bundle
+from imgcheck.supplychain.bundles import verify_bundle
 from imgcheck.supplychain.dsse import (
     INTOTO_PAYLOAD_TYPE,
+    Envelope,
     MalformedError,
     matching_subject,
+    pae,
     parse_envelope,
     parse_statement,
     subject_digests,
     verify_envelope,
 )
-from imgcheck.supplychain.keys import PublicKey, load_public_key
+from imgcheck.supplychain.keys import PublicKey, load_public_key, verify_bytes
+from imgcheck.supplychain.legacy_keyless import key_set, verify_keyless
 from imgcheck.supplychain.outcome import Outcome, Trust
 
 
@@ -75,14 +79,11 @@ def _cosign_dsse(att: Attachment, digests: Sequence[str], trust: Trust) -> Outco
     if ANN_CERTIFICATE in att.annotations:
         if not trust.keyless:
             return Outcome("rejected", "keyless (certificate) attestation, but the policy trusts only keys", att.origin)
-        unsure = _bind(envelope.payload, digests, att.origin, "not verified", signed=False)
-        return Outcome(
-            "unsupported",
-            f"legacy cosign keyless attestation (Fulcio certificate + Rekor SET annotations, no inclusion proof): "
-            f"sigstore-python {sigstore_version()} cannot verify it; attach it as a Sigstore bundle instead",
-            att.origin,
-            {**unsure.details, "unverified_statement": unsure.message},
-        )
+        proof = verify_keyless(att, trust, envelope=envelope)
+        if isinstance(proof, Outcome):
+            return proof
+        bound = _bind(envelope.payload, digests, att.origin, f"cosign keyless: {proof.summary}", signed=True)
+        return Outcome(bound.status, bound.message, bound.origin, {**proof.details, **bound.details}, bound.statement)
     if not trust.keys:
         return Outcome("rejected", "key-signed attestation, but the policy names no keys", att.origin)
     keys: list[PublicKey] = []
@@ -95,7 +96,19 @@ def _cosign_dsse(att: Attachment, digests: Sequence[str], trust: Trust) -> Outco
     if key is None:
         names = ", ".join(name for name, _ in trust.keys)
         return Outcome("rejected", f"attestation signature does not verify with {names}", att.origin)
-    return _bind(envelope.payload, digests, att.origin, f"signed, verified with {key.name}", signed=True)
+    try:
+        rekor = _key_set(att, key, envelope, trust)
+    except MalformedError as exc:
+        return Outcome("rejected", f"attestation signed by {key.name} verifies, but {exc}", att.origin)
+    bound = _bind(envelope.payload, digests, att.origin, f"signed, verified with {key.name}", signed=True)
+    return Outcome(bound.status, bound.message, bound.origin, {**bound.details, "rekor_set": rekor}, bound.statement)
+
+
+def _key_set(att: Attachment, key: PublicKey, envelope: Envelope, trust: Trust) -> str:
+    """The key-signed envelope's Rekor SET, checked against the signature that verified."""
+    message = pae(envelope.payload_type, envelope.payload)
+    signature = next(s for s in envelope.signatures if s and verify_bytes(key, s, message))
+    return key_set(att, key, signature, trust, envelope)
 
 
 def unverified_statement(att: Attachment) -> bytes:

@@ -74,16 +74,9 @@ def certificate_sans(cert: Any) -> set[str]:
 
 def certificate_issuer(cert: Any) -> str | None:
     """The OIDC issuer Fulcio recorded (v2 extension, else v1)."""
-    from cryptography.x509 import ExtensionNotFound, ObjectIdentifier
+    from imgcheck.supplychain.fulcio import issuer
 
-    for oid, der in (("1.3.6.1.4.1.57264.1.8", True), ("1.3.6.1.4.1.57264.1.1", False)):
-        try:
-            value = cert.extensions.get_extension_for_oid(ObjectIdentifier(oid)).value.value
-        except ExtensionNotFound:
-            continue
-        text = value[2:] if der and len(value) > 2 else value
-        return str(text.decode(errors="replace"))
-    return None
+    return issuer(cert)
 
 
 @lru_cache(maxsize=8)

@@ -43,14 +43,39 @@ def read_trust_file(path: str, base: Path, what: str) -> bytes:
 
 
 def build_trust(
-    keys: tuple[str, ...], issuer: str | None, identity: str | None, trusted_root: str | None, base: Path
+    keys: tuple[str, ...],
+    issuer: str | None,
+    identity: str | None,
+    trusted_root: str | None,
+    base: Path,
+    *,
+    require_sct: bool = True,
 ) -> Trust:
+    root = read_trust_file(trusted_root, base, "trusted root") if trusted_root else None
+    if root is not None and trusted_root is not None:
+        _check_root(root, trusted_root)
     return Trust(
         keys=tuple((k, read_trust_file(k, base, "public key")) for k in keys),
         issuer=issuer,
         identity=identity,
-        trusted_root=read_trust_file(trusted_root, base, "trusted root") if trusted_root else None,
+        trusted_root=root,
+        trusted_root_name=trusted_root,
+        require_sct=require_sct,
     )
+
+
+def _check_root(raw: bytes, name: str) -> None:
+    """A trusted root that cannot be read is bad input (exit 2), found before any attachment is judged."""
+    from imgcheck.supplychain import trustroot
+    from imgcheck.supplychain.dsse import MalformedError
+
+    try:
+        trustroot.load(raw, name)
+    except MalformedError as exc:
+        raise InputError(
+            f"trusted root {name} is unusable: {exc}",
+            hint="give a Sigstore trusted_root.json (trustedroot v0.1), as `cosign trusted-root create` writes",
+        ) from None
 
 
 def collect(ctx: CollectContext, facts: ImageFacts, purpose: Purpose, trust: Trust) -> Evidence:

@@ -40,6 +40,10 @@ class Trust:
     """A regular expression, full match against the certificate SAN."""
     trusted_root: bytes | None = None
     """trusted_root.json bytes; None means sigstore-python's embedded public-good root."""
+    trusted_root_name: str | None = None
+    """The policy's path of `trusted_root` (for messages)."""
+    require_sct: bool = True
+    """A keyless certificate must carry an SCT that verifies with a CT log of the trusted root."""
 
     @property
     def keyless(self) -> bool:

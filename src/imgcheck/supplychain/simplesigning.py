@@ -1,4 +1,5 @@
-"""cosign `.sig` signatures: a simplesigning payload (the layer blob) signed by a key or a Fulcio cert.
+"""cosign `.sig` signatures: a simplesigning payload (the layer blob) signed by a key or a Fulcio cert
+(keyless: `legacy_keyless`; a key-signed layer's Rekor SET is checked when it has one).
 
 The payload names the image by `critical.image.docker-manifest-digest`; that must be the digest under
 test, or the signature was replayed from another image. `docker-reference` is reported, not required,
@@ -15,10 +16,10 @@ from typing import Any
 from imgcheck import jsontext
 from imgcheck.errors import InputError
 from imgcheck.record import record
-from imgcheck.supplychain.attachments import ANN_CERTIFICATE, ANN_REKOR_BUNDLE, ANN_SIGNATURE, Attachment
-from imgcheck.supplychain.bundles import sigstore_version
+from imgcheck.supplychain.attachments import ANN_CERTIFICATE, ANN_SIGNATURE, Attachment
 from imgcheck.supplychain.dsse import MalformedError
 from imgcheck.supplychain.keys import load_public_key, verify_bytes
+from imgcheck.supplychain.legacy_keyless import key_set, verify_keyless
 from imgcheck.supplychain.outcome import Outcome, Trust
 
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
@@ -66,21 +67,12 @@ def verify_simplesigning(att: Attachment, digest: str, trust: Trust) -> Outcome:
     except MalformedError as exc:
         return Outcome("rejected", f"corrupt cosign signature: {exc}", origin)
     details: dict[str, Any] = {"docker_reference": payload.reference, "signed_digest": payload.digest}
-    if ANN_REKOR_BUNDLE in att.annotations:
-        details["rekor_set"] = "present (not needed for a key-based signature; not checked)"
-
     if ANN_CERTIFICATE in att.annotations:
-        details["rekor_set"] = "present"
-        if trust.keyless:
+        if not trust.keyless:
             return Outcome(
-                "unsupported",
-                f"legacy cosign keyless signature (Fulcio certificate + Rekor SET annotations, no inclusion "
-                f"proof): sigstore-python {sigstore_version()} requires an inclusion proof and cannot verify "
-                f"it; re-sign with cosign's Sigstore bundle format (cosign v3 or --new-bundle-format)",
-                origin,
-                details,
+                "rejected", "keyless (certificate) signature, but the policy trusts only keys", origin, details
             )
-        return Outcome("rejected", "keyless (certificate) signature, but the policy trusts only keys", origin, details)
+        return _keyless(att, payload, signature, digest, trust, details)
     if not trust.keys:
         return Outcome("rejected", "key-based cosign signature, but the policy names no keys", origin, details)
 
@@ -97,6 +89,10 @@ def verify_simplesigning(att: Attachment, digest: str, trust: Trust) -> Outcome:
         names = ", ".join(name for name, _ in trust.keys)
         return Outcome("rejected", f"cosign signature does not verify with {names}", origin, details)
     details["key"] = verified_by.name
+    try:
+        details["rekor_set"] = key_set(att, verified_by, signature, trust)
+    except MalformedError as exc:
+        return Outcome("rejected", f"signature by {verified_by.name} verifies, but {exc}", origin, details)
     if payload.digest.lower() != digest.lower():
         return Outcome(
             "rejected",
@@ -110,5 +106,29 @@ def verify_simplesigning(att: Attachment, digest: str, trust: Trust) -> Outcome:
         f"cosign signature verified with {verified_by.name} ({verified_by.kind}); "
         f"reference {payload.reference or 'not given'}",
         origin,
+        details,
+    )
+
+
+def _keyless(
+    att: Attachment, payload: Payload, signature: bytes, digest: str, trust: Trust, details: dict[str, Any]
+) -> Outcome:
+    """A cosign keyless `.sig` layer: certificate, SET and identity, then the signed digest."""
+    proof = verify_keyless(att, trust, signature=signature)
+    if isinstance(proof, Outcome):
+        return Outcome(proof.status, proof.message, proof.origin, {**details, **proof.details})
+    details.update(proof.details)
+    if payload.digest.lower() != digest.lower():
+        return Outcome(
+            "rejected",
+            f"keyless signature by {', '.join(proof.identity)} is for {payload.digest[:19]}…, not {digest[:19]}… "
+            f"(replayed from another image)",
+            att.origin,
+            details,
+        )
+    return Outcome(
+        "verified",
+        f"cosign keyless signature verified: {proof.summary}; reference {payload.reference or 'not given'}",
+        att.origin,
         details,
     )

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from imgcheck.tools import find_tool
+
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 START_TIMEOUT = 60.0
 
@@ -76,7 +78,7 @@ def ensure_engine() -> EngineHandle:
 
 def start_dockerd(root: Path | None = None) -> EngineHandle:
     """Start Debian's dockerd on a private socket and wait until it answers."""
-    binary = shutil.which("dockerd")
+    binary = find_tool("dockerd")
     if binary is None:
         raise RuntimeError("dockerd is not installed: run scripts/setup.sh (apt-get install docker.io)")
     if os.geteuid() != 0:

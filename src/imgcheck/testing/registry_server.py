@@ -18,6 +18,8 @@ from typing import Any
 
 import requests
 
+from imgcheck.tools import find_tool
+
 REGISTRY_BINARY_CANDIDATES = ("docker-registry", "registry")
 
 
@@ -29,7 +31,7 @@ def free_port() -> int:
 
 def find_registry_binary() -> str:
     for name in REGISTRY_BINARY_CANDIDATES:
-        path = shutil.which(name)
+        path = find_tool(name)
         if path:
             return path
     raise RuntimeError("docker-registry is not installed: run scripts/setup.sh (apt-get install docker-registry)")
