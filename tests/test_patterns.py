@@ -3,6 +3,7 @@ the bundled policies and the docs show still means what it meant under Python's 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import os
@@ -230,3 +231,22 @@ def test_an_attackers_image_cannot_hang_the_gate(attack_image: None, registry: R
     assert "(a+)+b" in checks["labels"]["message"]
     assert checks["config"]["verdict"] == "pass"
     assert elapsed < 5
+
+
+def test_no_module_hands_a_pattern_it_did_not_write_to_pythons_re() -> None:
+    """Python's `re` only ever sees imgcheck's own literal patterns; anything else (a policy's, a
+    signer's identity) goes through imgcheck.policy.patterns. This caught fulcio.py's identity."""
+    calls = {"compile", "fullmatch", "search", "match", "findall", "finditer", "sub", "subn", "split"}
+    found = []
+    for path in sorted((ROOT / "src" / "imgcheck").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "re"
+                and node.func.attr in calls
+                and not (node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert [f.partition(":")[0] for f in found] == ["src/imgcheck/policy/patterns.py"], found  # RE2's refusals
