@@ -223,10 +223,13 @@ class Transport:
 
     def _sleep(self, seconds: float, what: str, reason: str) -> None:
         if seconds >= self.remaining():
+            if self.remaining() < 0.05:  # a read timed out at the deadline (its timeout was what was left)
+                raise RegistryError(
+                    self.deadline.message(f"reading {what} ({reason})"),
+                    hint="the registry did not answer in time: check that it is healthy, or raise --timeout",
+                )
             raise RegistryError(
-                self.deadline.message(f"reading {what} ({reason})")
-                if self.remaining() < 0.05  # a read timed out at the deadline (its timeout was what was left)
-                else f"{what}: gave up ({reason}); the deadline of {self.timeout:g} s would pass before a retry",
+                f"{what}: gave up ({reason}); the deadline of {self.timeout:g} s would pass before a retry",
                 hint="the registry is overloaded or failing; retry later",
             )
         self.note(f"{what}: {reason}, retrying in {seconds:.1f} s")
