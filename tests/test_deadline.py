@@ -22,7 +22,7 @@ from fixtures.smoke_images import SmokeImage, push_hang
 from imgcheck.checks.interface import RunContext, VerifyOptions
 from imgcheck.checks.labels import RULE as LABELS
 from imgcheck.checks.labels import Config as LabelsConfig
-from imgcheck.deadline import Deadline, DeadlineExceeded
+from imgcheck.deadline import Deadline, DeadlineExceeded, run_process
 from imgcheck.pipeline import _judge
 from imgcheck.registry.credentials import CredentialStore
 from imgcheck.testing.engine_server import EngineHandle
@@ -193,3 +193,33 @@ def test_a_credential_helper_that_hangs_is_killed_at_the_deadline(
     assert time.monotonic() - started < 1.5 + 2
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
+
+
+def test_run_process_kills_the_whole_group_at_the_deadline(tmp_path: Path) -> None:
+    """What a scan runs: a process that starts its own child and both outlive the run. Both are killed."""
+    pids = tmp_path / "pids"
+    script = f"sleep 60 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded, match=r"^deadline of 1 s reached while scanning app"):
+        run_process(Deadline(1), ["sh", "-c", script], doing="scanning app", timeout=30)
+    assert time.monotonic() - started < 1 + 2
+    time.sleep(0.2)
+    assert [pid for pid in pids.read_text().split() if _running(pid)] == []
+
+
+def _running(pid: str) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for PID 1, which may not be an init here)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_run_process_keeps_its_own_timeout_and_its_output() -> None:
+    import subprocess as sp
+
+    done = run_process(Deadline(30), ["sh", "-c", "cat; echo err >&2; exit 3"], doing="x", timeout=10, input=b"in")
+    assert (done.returncode, done.stdout, done.stderr) == (3, b"in", b"err\n")
+    with pytest.raises(sp.TimeoutExpired):
+        run_process(Deadline.unlimited(), ["sleep", "30"], doing="x", timeout=0.5)

@@ -6,16 +6,21 @@ bounded by what is left of this one clock, not by its own fresh timeout. Code th
 `check("pulling …")` before starting work; past the deadline that raises DeadlineExceeded, which
 the pipeline reports as that rule's (or image's) `error`: exit 2, with the report still written.
 
-Scans and other child processes: `subprocess.run(..., timeout=deadline.remaining())`, then on
-`TimeoutExpired` kill what is left and `raise deadline.exceeded("scanning …")`.
+Child processes (trivy, credential helpers): `run_process(deadline, argv, doing=..., timeout=own)`
+runs one in its own process group and kills the whole group when its time is up.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from imgcheck.errors import ImgcheckError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class DeadlineExceeded(ImgcheckError):
@@ -65,3 +70,37 @@ class Deadline:
 
     def __repr__(self) -> str:
         return f"Deadline({self.seconds:g} s, {self.remaining():.1f} s left)"
+
+
+def run_process(
+    deadline: Deadline, argv: Sequence[str], *, doing: str, timeout: float, input: bytes | None = None, **kwargs: Any
+) -> subprocess.CompletedProcess[bytes]:
+    """`subprocess.run(argv, capture_output=True)` within min(timeout, what is left of the run).
+
+    The process gets its own session, so when time is up the whole group is SIGKILLed (a scanner's
+    own children too) and reaped: nothing is left running. Past the run's deadline that raises
+    DeadlineExceeded naming `doing`; past only its own `timeout`, subprocess.TimeoutExpired as usual.
+    """
+    import contextlib
+    import os
+    import signal
+    import subprocess
+
+    with subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **kwargs,
+    ) as process:
+        try:
+            out, err = process.communicate(input, timeout=deadline.bound(timeout))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):  # it ended between the timeout and the kill
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            if deadline.expired():
+                raise deadline.exceeded(doing) from None
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)

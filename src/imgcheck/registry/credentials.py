@@ -17,7 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from imgcheck.deadline import Deadline
+from imgcheck.deadline import Deadline, run_process
 from imgcheck.record import record
 
 GHCR = "ghcr.io"
@@ -125,15 +125,14 @@ class CredentialStore:
             self._note(f"Docker credential helper docker-credential-{name} is not installed; going anonymous")
             return None
         try:
-            done = subprocess.run(
+            done = run_process(
+                self._deadline,
                 [binary, "get"],
+                doing=f"asking docker-credential-{name} for {_normalize(server)}",
+                timeout=HELPER_TIMEOUT,
                 input=server.encode(errors="replace"),  # a JSON key may hold a lone surrogate
-                capture_output=True,
-                timeout=self._deadline.bound(HELPER_TIMEOUT),  # run() kills the helper when it passes
-                check=False,
             )
         except (OSError, subprocess.TimeoutExpired):
-            self._deadline.check(f"asking docker-credential-{name} for {_normalize(server)}")
             self._note(f"docker-credential-{name} did not answer for {_normalize(server)}; going anonymous")
             return None
         if done.returncode != 0:
