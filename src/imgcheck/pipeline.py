@@ -13,7 +13,15 @@ from typing import Any
 
 from imgcheck import __version__
 from imgcheck.checks import RULE_MODULES, RULE_ORDER, load_rules
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
+from imgcheck.checks.interface import (
+    CollectContext,
+    Finding,
+    RuleConfig,
+    RuleSpec,
+    RunContext,
+    VerifyOptions,
+    apply_mode,
+)
 from imgcheck.deadline import Deadline
 from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts
@@ -73,13 +81,6 @@ def _image_for(policy: Policy, ref: Reference) -> ImageSpec | None:
         if image.repository == ref.repository:
             return image
     return None
-
-
-def _apply_mode(finding: Finding, config: RuleConfig) -> Finding:
-    """`mode: warn` reports a failure as a warning; errors stay errors (they mean "not checked")."""
-    if config.mode == "warn" and finding.verdict is Verdict.FAIL:
-        return dataclasses.replace(finding, verdict=Verdict.WARN, message=f"{finding.message} (mode: warn)")
-    return finding
 
 
 def _to_result(rule_id: str, finding: Finding) -> CheckResult:
@@ -163,7 +164,11 @@ def verify(
         options = dataclasses.replace(options, deadline=Deadline(options.timeout))
     own_client = client is None
     registry = client or RegistryClient(
-        insecure=options.insecure, timeout=options.timeout, progress=say, deadline=options.deadline
+        insecure=options.insecure,
+        timeout=options.timeout,
+        progress=say,
+        schemes=options.schemes,
+        deadline=options.deadline,
     )
     try:
         items = _gather_all(registry, planned, rules, options, say)
@@ -273,7 +278,7 @@ def _judge_all(
                 findings = [item.collect_errors[rule_id]]
             else:
                 findings = _judge(rules[rule_id], facts, config, run)
-            checks.extend(_to_result(rule_id, _apply_mode(f, config)) for f in findings)
+            checks.extend(_to_result(rule_id, apply_mode(f, config)) for f in findings)
         results.append(ImageResult(target.name, str(target.reference), facts.digest, tuple(checks)))
     return results
 

@@ -36,6 +36,7 @@ def explain(policy: Policy) -> list[str]:
             else:
                 text = describe_config(config) or f"defaults ({spec.summary if spec else 'no settings'})"
             suffix = " [warn only]" if config.mode == "warn" else ""
+            suffix += f" (to pass: {config.hint})" if config.hint else ""
             rule_lines.append(f"  {rule_id}: {text}{suffix}")
         blocks.setdefault(tuple(rule_lines), []).append(f"{image.name}: {image.registry}/{image.repository}")
     for block, images in blocks.items():
@@ -46,7 +47,7 @@ def explain(policy: Policy) -> list[str]:
 
 def describe_config(config: RuleConfig) -> str:
     """The settings that differ from the config class's defaults, as `key value; key value`."""
-    return "; ".join(_non_default_items(config, skip=("mode",)))
+    return "; ".join(_non_default_items(config, skip=("mode", "hint")))
 
 
 def _non_default_items(obj: Any, skip: tuple[str, ...] = ()) -> list[str]:

@@ -108,14 +108,17 @@ class RegistryClient:
         docker_config: Path | None = None,
         env: Mapping[str, str] | None = None,
         max_manifest_bytes: int = MAX_MANIFEST_BYTES,
+        schemes: Mapping[str, str] | None = None,
         deadline: Deadline | None = None,
     ) -> None:
         """`timeout` bounds the whole run of this client (`deadline`: the run's own clock, when given);
         `docker_config`/`env` override where credentials are looked up (default: $DOCKER_CONFIG or
-        ~/.docker/config.json, os.environ)."""
+        ~/.docker/config.json, os.environ); `schemes` maps a registry host to `http` or `https` as
+        `--registry` asked."""
         self._max_manifest_bytes = max_manifest_bytes
         self._transport = Transport(
             insecure=insecure,
+            schemes=schemes,
             timeout=timeout,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -158,6 +161,17 @@ class RegistryClient:
                 )
                 self._authenticator = Authenticator(self._transport, self._credentials)
             return self._authenticator, self._credentials
+
+    def time_left(self) -> float:
+        """Seconds before this client's overall deadline."""
+        return self._transport.remaining()
+
+    def credentials_for(self, registry: str) -> tuple[str, str] | None:
+        """The username and secret imgcheck resolved for `registry` (to hand to trivy), if any."""
+        found = self._auth_parts()[1].get(registry)
+        if found is None or not found.password:
+            return None
+        return found.username or "imgcheck", found.password
 
     def resolve(self, ref: Reference) -> Manifest:
         if ref.digest:

@@ -131,6 +131,7 @@ class Transport:
         self,
         *,
         insecure: bool = False,
+        schemes: Mapping[str, str] | None = None,
         timeout: float = 90.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 30.0,
@@ -141,6 +142,8 @@ class Transport:
         deadline: Deadline | None = None,
     ) -> None:
         self.insecure = insecure
+        self.schemes = dict(schemes or {})
+        """Registry host -> `http`/`https` chosen on the command line; others: HTTPS unless loopback/insecure."""
         self.deadline = deadline or Deadline(timeout)
         self.timeout = self.deadline.seconds
         self.connect_timeout = connect_timeout
@@ -157,12 +160,13 @@ class Transport:
             self._progress(message)
 
     def base_url(self, registry: str) -> str:
-        scheme = "http" if self.insecure or is_loopback(registry) else "https"
+        scheme = self.schemes.get(registry) or ("http" if self.insecure or is_loopback(registry) else "https")
         return f"{scheme}://{api_host(registry)}"
 
     def allows_plain_http(self, url: str) -> bool:
         parts = urlsplit(url)
-        return parts.scheme == "https" or self.insecure or is_loopback(parts.netloc)
+        chosen = self.schemes.get(parts.netloc) == "http"
+        return parts.scheme == "https" or self.insecure or chosen or is_loopback(parts.netloc)
 
     def close(self) -> None:
         self._pool.close()
