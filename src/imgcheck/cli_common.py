@@ -48,8 +48,10 @@ def policy_and_options(
     `--scan`; trivy must then be there whenever the run will scan (exit 2 now with how to install it,
     not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
+    from imgcheck.deadline import Deadline
     from imgcheck.policy.loader import default_policy_path, load_policy
 
+    deadline = Deadline(timeout)  # the whole run, from here: policy, registry, evidence, checks
     if policy is None:
         policy = default_policy_path(Path.cwd())
         if not quiet:
@@ -65,6 +67,7 @@ def policy_and_options(
         keep_images=keep_images,
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
+        deadline=deadline,
         policy_dir=loaded.base_dir,
         scan=bool(scan),
     )

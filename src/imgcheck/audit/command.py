@@ -147,7 +147,12 @@ def run_audit(
             run_id = store.begin_run(_stamp(started), str(policy.path), __version__)
         known = store.last_tags(before=run_id) if store is not None else {}
         client = CachingClient(
-            store, insecure=options.insecure, timeout=options.timeout, progress=say, schemes=options.schemes
+            store,
+            insecure=options.insecure,
+            timeout=options.timeout,
+            progress=say,
+            schemes=options.schemes,
+            deadline=options.deadline,
         )
         try:
             images, releases = audit_images(

@@ -15,7 +15,6 @@ a verify of one image: nothing to compare, a pass.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -25,6 +24,7 @@ from imgcheck import semver as _semver
 from imgcheck.checks._common import is_cosign_tag, quoted, short, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, TagFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -33,7 +33,7 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 
 @record
 class Config(RuleConfig):
-    required: tuple[re.Pattern[str], ...] = ()
+    required: tuple[Pattern, ...] = ()
     latest_is_highest: bool = False
     latest_is_newest: bool = False
     consistent_across_images: bool = False
@@ -52,7 +52,7 @@ def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
     return findings or [Finding(Verdict.PASS, "no tag checks configured")]
 
 
-def _required(facts: ImageFacts, patterns: Sequence[re.Pattern[str]]) -> Finding:
+def _required(facts: ImageFacts, patterns: Sequence[Pattern]) -> Finding:
     tags = tags_of(facts)
     matched = {p.pattern: sorted(t for t in tags if p.fullmatch(t)) for p in patterns}
     missing = [pattern for pattern, hits in matched.items() if not hits]
