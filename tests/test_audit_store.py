@@ -60,13 +60,13 @@ def test_migrations_upgrade_an_older_file_and_refuse_a_newer_one(tmp_path: Path)
     conn.commit()
     conn.close()
     with HistoryStore.open(db) as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         assert store.runs() == [(1, "t", "complete", None)]  # data kept across the migration
     conn = sqlite3.connect(db)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.commit()
     conn.close()
-    with pytest.raises(InputError, match="schema version 5"):
+    with pytest.raises(InputError, match="schema version 6"):
         HistoryStore.open(db)
 
 

@@ -413,11 +413,65 @@ def test_tags_latest_is_newest_for_branch_builds(alpine: PlatformFacts, latest_a
         TagFacts(f"sha256-{D_REKOR.split(':')[1]}.att", D_ATT),  # no created: ignored
     )
     finding = only(tags_rule.check(facts_of(alpine, repo_tags=repo), tags_rule.Config(latest_is_newest=True), run_of()))
-    newest = max(t.created for t in repo if t.created is not None)
-    assert finding.verdict is (Verdict.PASS if latest_at >= newest else Verdict.FAIL)
-    if finding.verdict is Verdict.FAIL:
+    newest = max(t.created for t in repo if t.created is not None and t.tag != "latest")  # of the other builds
+    expected = Verdict.PASS if latest_at > newest else Verdict.WARN if latest_at == newest else Verdict.FAIL
+    assert finding.verdict is expected
+    if finding.verdict is not Verdict.PASS:  # a tie with another build is no evidence either: both named
         assert D_INDEX.split(":")[1][:12] in finding.message and D_REKOR.split(":")[1][:12] in finding.message
         assert "main-3d8a93e" in finding.message
+    assert "by its config `created` (no valid created label)" in finding.message
+
+
+def _newest(alpine: PlatformFacts, *repo: TagFacts) -> Finding:
+    facts = facts_of(alpine, repo_tags=repo)
+    return only(tags_rule.check(facts, tags_rule.Config(latest_is_newest=True), run_of()))
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def test_latest_is_newest_reads_the_created_label_before_the_config(alpine: PlatformFacts) -> None:
+    """Reproducible builds (and ko) pin config `created`; metadata-action's label carries the build time."""
+    old, new = (
+        TagFacts("main-0a1b2c3", D_SIGNED, created=EPOCH, created_label=T0),
+        TagFacts("main-3d8a93e", D_REKOR, created=EPOCH, created_label=T0 + timedelta(hours=1)),
+    )
+    moved_back = _newest(alpine, old, new, replace(old, tag="latest"))
+    assert moved_back.verdict is Verdict.FAIL
+    assert "by its org.opencontainers.image.created label" in moved_back.message
+    assert "2025-11-03T09:30:00Z" in moved_back.message and "2025-11-03T10:30:00Z" in moved_back.message
+    assert moved_back.details["latest_created_from"] == "by its org.opencontainers.image.created label"
+    current = _newest(alpine, old, new, replace(new, tag="latest"))
+    assert current.verdict is Verdict.PASS
+    assert current.message.endswith("(built 2025-11-03T10:30:00Z by its org.opencontainers.image.created label)")
+    label_older_than_config = _newest(
+        alpine, replace(new, created=T0 + timedelta(days=9)), replace(old, tag="latest", created=T0 + timedelta(days=1))
+    )  # the label decides, whatever the configs say
+    assert label_older_than_config.verdict is Verdict.FAIL
+
+
+def test_latest_is_newest_falls_back_to_config_when_the_label_is_missing_or_invalid(alpine: PlatformFacts) -> None:
+    """Only a valid RFC 3339 label counts (gather parses it); without one the config decides, and says so."""
+    old = TagFacts("main-0a1b2c3", D_SIGNED, created=T0)
+    new = TagFacts("main-3d8a93e", D_REKOR, created=T0 + timedelta(hours=1))
+    finding = _newest(alpine, old, new, replace(old, tag="latest"))
+    assert finding.verdict is Verdict.FAIL and "by its config `created` (no valid created label)" in finding.message
+    mixed = _newest(alpine, old, replace(new, created_label=T0 - timedelta(days=1)), replace(old, tag="latest"))
+    assert mixed.verdict is Verdict.PASS  # the newer config, but its label says it was built a day earlier
+
+
+def test_latest_tied_with_another_build_is_a_warning_naming_both(alpine: PlatformFacts) -> None:
+    """Same build time, different content: not evidence that latest is the newest (ko's epoch-0 configs)."""
+    old, new = TagFacts("main-0a1b2c3", D_SIGNED, created=EPOCH), TagFacts("main-3d8a93e", D_REKOR, created=EPOCH)
+    tied = _newest(alpine, old, new, replace(old, tag="latest"), TagFacts("main", D_SIGNED, created=EPOCH))
+    assert tied.verdict is Verdict.WARN
+    for digest in (D_SIGNED, D_REKOR):
+        assert digest.split(":")[1][:12] in tied.message
+    assert "main-3d8a93e" in tied.message and "1970-01-01T00:00:00Z" in tied.message
+    assert "set the org.opencontainers.image.created label" in tied.message
+    assert tied.details["tied_with"] == [D_REKOR]
+    alone = _newest(alpine, old, replace(old, tag="latest"), replace(old, tag="main"))  # same digest: no tie
+    assert alone.verdict is Verdict.PASS
 
 
 def test_tags_latest_is_newest_needs_latest_and_its_created(alpine: PlatformFacts) -> None:

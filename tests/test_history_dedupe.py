@@ -134,12 +134,12 @@ def test_an_older_history_migrates_to_4_in_one_go_and_answers_as_before(tmp_path
     old_view = sorted((row for rows in written.values() for row in rows), key=repr)
 
     with HistoryStore.open(db) as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         assert {before: answers(store, before) for before in befores} == expected
         assert [r[2] for r in store.runs()] == ["complete", "complete", "running", "complete", "running", "complete"]
 
     version_now, names = schema(db)
-    assert version_now == 4 and {"outcomes", "check_lists", "verdicts_without_release"} <= names
+    assert version_now == 5 and {"outcomes", "check_lists", "verdicts_without_release"} <= names
     assert not {"outcomes_by_content", "check_lists_by_outcomes", "verdicts_by_run", "release_outcomes"} & names
     assert stored_verdicts(db) == written  # every row, each release's in its order
     assert view_rows(db) == old_view  # and the old table's rows through the view of that name

@@ -264,11 +264,11 @@ def test_a_schema_2_audit_history_migrates_through_3_to_4_and_keeps_its_rows_and
     expected = {before: reference(db, before) for before in (None, 1, 2, 3, 4, 5)}
     assert schema(db)[0] == 2 and "verified_digests" not in schema(db)[1]
     with HistoryStore.open(db) as store:
-        assert store.version == SCHEMA_VERSION == 4
+        assert store.version == SCHEMA_VERSION == 5
         assert {before: answers(store, before) for before in expected} == expected
         assert [r[2] for r in store.runs()] == ["complete", "complete", "running", "complete"]
     version, names = schema(db)
-    assert version == 4 and {"verified_digests", "releases_by_digest", "observations_by_image", "outcomes"} <= names
+    assert version == 5 and {"verified_digests", "releases_by_digest", "observations_by_image", "outcomes"} <= names
     assert counts(db) == before_rows
     conn = sqlite3.connect(db)
     pairs = set(conn.execute("SELECT image, digest FROM verified_digests"))
@@ -313,3 +313,24 @@ def test_an_audit_history_of_a_newer_schema_is_refused_and_left_alone(tmp_path: 
     version, names = schema(db)
     assert version == SCHEMA_VERSION + 1 and "verified_digests" not in names
     assert counts(db) == rows
+
+
+def test_a_schema_4_history_gains_the_scan_db_of_each_release_as_null(tmp_path: Path) -> None:
+    """Migration 5 adds `releases.scan_db` (the Trivy DB an `audit --scan` used); older rows were not scanned."""
+    db = tmp_path / "h.sqlite"
+    conn = sqlite3.connect(db)
+    for statements in MIGRATIONS[:4]:
+        for statement in statements:
+            conn.execute(statement)
+    conn.execute("INSERT INTO runs (started_at, policy, imgcheck_version, status) VALUES ('t', 'p', 'v', 'complete')")
+    conn.execute(
+        "INSERT INTO releases (run_id, image, digest, tags, verdict) VALUES (1, 'producer', ?, '[]', 'pass')", (D2,)
+    )
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    with HistoryStore.open(db) as store:
+        assert store.version == SCHEMA_VERSION == 5
+        assert store.runs() == [(1, "t", "complete", None)]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT image, digest, scan_db FROM releases").fetchall() == [("producer", D2, None)]

@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 
 from fixtures.k2 import SampleRelease, publish_sample_release
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
+from imgcheck.checks.interface import (
+    CollectContext,
+    Finding,
+    RuleConfig,
+    RuleSpec,
+    RunContext,
+    VerifyOptions,
+    apply_mode,
+)
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.gather import parallel_map
-from imgcheck.pipeline import _apply_mode, _collect, _judge, verify
+from imgcheck.pipeline import _collect, _judge, verify
 from imgcheck.policy.loader import load_policy
 from imgcheck.record import record
 from imgcheck.testing.push import Pusher
@@ -70,9 +78,19 @@ def test_a_crashing_check_is_an_error_and_no_verdict_is_an_error() -> None:
 
 def test_warn_mode_softens_failures_but_never_errors() -> None:
     warn = Config(mode="warn")
-    assert _apply_mode(Finding(Verdict.FAIL, "too big"), warn).verdict is Verdict.WARN
-    assert _apply_mode(Finding(Verdict.ERROR, "unreadable"), warn).verdict is Verdict.ERROR
-    assert _apply_mode(Finding(Verdict.FAIL, "too big"), Config()).verdict is Verdict.FAIL
+    assert apply_mode(Finding(Verdict.FAIL, "too big"), warn).verdict is Verdict.WARN
+    assert apply_mode(Finding(Verdict.ERROR, "unreadable"), warn).verdict is Verdict.ERROR
+    assert apply_mode(Finding(Verdict.FAIL, "too big"), Config()).verdict is Verdict.FAIL
+
+
+def test_hint_ends_every_failure_warned_or_not_and_nothing_else() -> None:
+    hint = "set `sbom: true` on docker/build-push-action"
+    warned = apply_mode(Finding(Verdict.FAIL, "no SBOM attached"), Config(mode="warn", hint=hint))
+    assert (warned.verdict, warned.message) == (Verdict.WARN, f"no SBOM attached (mode: warn). To pass: {hint}")
+    enforced = apply_mode(Finding(Verdict.FAIL, "no SBOM attached"), Config(hint=hint))
+    assert (enforced.verdict, enforced.message) == (Verdict.FAIL, f"no SBOM attached. To pass: {hint}")
+    for verdict in (Verdict.PASS, Verdict.WARN, Verdict.ERROR, Verdict.SKIP):
+        assert apply_mode(Finding(verdict, "as found"), Config(hint=hint)).message == "as found"
 
 
 def test_parallel_map_keeps_order_and_runs_exactly_the_worker_count_at_once() -> None:

@@ -434,3 +434,15 @@ def test_describe_says_what_the_configuration_checks() -> None:
         "Trivy report reports/{name}.json, bound by digest: fail on CRITICAL, warn on HIGH, fixable only, "
         "7 d grace, report max 24 h old"
     )
+
+
+def test_a_report_scanned_just_now_is_not_zero_seconds_old() -> None:
+    from imgcheck.vulns.message import age_words
+
+    assert [age_words(s) for s in (0.0, 0.4, 0.6, 59.4, 3600.0)] == [
+        "under a second",
+        "under a second",
+        "1 s",
+        "59 s",
+        "1 h",
+    ]

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from imgcheck import __version__
+from imgcheck.cli_common import REGISTRY_HELP, policy_and_options
 from imgcheck.cli_common import fail as _fail
-from imgcheck.cli_common import policy_and_options
 
 if TYPE_CHECKING:
     from imgcheck.checks.interface import VerifyOptions
@@ -54,6 +54,23 @@ class _RootGroup(TyperGroup):
             found = super().get_command(ctx, cmd_name)
         return found
 
+
+def _keep_argument_help() -> None:
+    """click 8.5 gave `Argument` its own `help`, set in `Parameter.__init__` after typer 0.19's
+    TyperArgument stored the text, so every argument's help went missing from `--help`: store it again."""
+    init = TyperArgument.__init__
+    if getattr(init, "keeps_help", False):
+        return
+
+    def keep(self: TyperArgument, *args: object, help: str | None = None, **kwargs: object) -> None:
+        init(self, *args, help=help, **kwargs)  # type: ignore[arg-type]
+        self.help = help
+
+    keep.keeps_help = True  # type: ignore[attr-defined]
+    TyperArgument.__init__ = keep  # type: ignore[method-assign]
+
+
+_keep_argument_help()
 
 app = typer.Typer(
     name="imgcheck",
@@ -124,7 +141,14 @@ class _Progress:
 
 @app.command()
 def verify(
-    targets: Annotated[Optional[list[str]], typer.Argument(help="Tags (latest, v1.4.2) or full references.")] = None,  # noqa: UP045
+    targets: Annotated[
+        Optional[list[str]],  # noqa: UP045
+        typer.Argument(
+            help="A tag (latest, v1.4.2, main-3f2a9c1) checked on every image of the policy, or a full reference "
+            "(ghcr.io/org/repo:tag, repo@sha256:…) for that image alone; several may be given. Default: latest.",
+            show_default=False,
+        ),
+    ] = None,
     policy: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(
@@ -133,7 +157,7 @@ def verify(
     ] = None,
     registry: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help="Replace the registry host of every policy image."),
+        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help=REGISTRY_HELP),
     ] = None,
     output_format: Annotated[
         str, typer.Option("--format", help="table, json, junit, sarif, markdown (report on stdout).")
@@ -143,11 +167,17 @@ def verify(
         Optional[list[Path]],  # noqa: UP045
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
+    scan: Annotated[
+        bool,
+        typer.Option(
+            "--scan", help="Run trivy on each digest and judge its report (reused while its DB is unchanged)."
+        ),
+    ] = False,
     no_smoke: Annotated[bool, typer.Option("--no-smoke", help="Skip container runs (smoke reports skip).")] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Verify only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
     keep_images: Annotated[bool, typer.Option("--keep-images", help="Keep images pulled for smoke runs.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 90.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 90.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Less on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More on stderr (tracebacks on errors).")] = False,
 ) -> None:
@@ -174,6 +204,8 @@ def verify(
             timeout=timeout,
             no_smoke=no_smoke,
             keep_images=keep_images,
+            scan=scan,
+            quiet=quiet,
         )
         result, code = _run_verify(loaded, targets or [], options, progress)
         progress.stop()
@@ -240,18 +272,27 @@ def _emit(result: object, output_format: str, report_files: list[tuple[str, Path
 
 
 @policy_app.command("validate")
-def policy_validate(file: Annotated[Path, typer.Argument(help="Policy YAML file.")]) -> None:
-    """Load and validate a policy; print what it checks (exit 2 with the key and line if it is wrong)."""
+def policy_validate(
+    file: Annotated[Path, typer.Argument(help="The policy YAML file to check (e.g. imgcheck.yaml).")],
+) -> None:
+    """Load and validate a policy and every file it names (keys, trusted roots, VEX, ignore files); print
+    what it checks (exit 2 naming the key and line, or the file, that is wrong)."""
     from imgcheck.errors import ImgcheckError
 
     try:
         from imgcheck.policy.loader import explain, load_policy
+        from imgcheck.policy.referenced import check_named_files
 
+        if not file.is_file():
+            what = "a folder, not a policy file" if file.is_dir() else "no such policy file"
+            _fail(f"{file}: {what} (usage: imgcheck policy validate FILE)")
         loaded = load_policy(file)
+        named = check_named_files(loaded)
         lines = explain(loaded)
     except ImgcheckError as err:
         _fail(str(err))
-    typer.echo(f"{file}: valid")
+    files = f" ({named} file{'s' if named != 1 else ''} it names read)" if named else ""
+    typer.echo(f"{file}: valid{files}")
     for line in lines:
         typer.echo(line)
 

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from imgcheck.policy.model import Policy
 
 EXIT_ERROR = 2
+REGISTRY_HELP = (
+    "Replace the registry of every policy image: HOST[:PORT], or http://HOST[:PORT] (plain HTTP) / "
+    "https://HOST[:PORT] (TLS)."
+)
 
 
 def fail(message: str) -> NoReturn:
@@ -36,20 +40,72 @@ def policy_and_options(
     timeout: float,
     no_smoke: bool = False,
     keep_images: bool = False,
+    quiet: bool = False,
+    scan: bool | None = None,
 ) -> tuple[Policy, VerifyOptions]:
-    """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on."""
+    """The policy (given, ./imgcheck.yaml, or the bundled k2) and the options every command passes on.
+    Which policy ran is said on stderr when none was given (unless `quiet`). `scan` (verify, audit):
+    `--scan`; trivy must then be there whenever the run will scan (exit 2 now with how to install it,
+    not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
+    from imgcheck.deadline import Deadline
     from imgcheck.policy.loader import default_policy_path, load_policy
 
-    loaded = load_policy(policy if policy is not None else default_policy_path(Path.cwd()))
+    deadline = Deadline(timeout)  # the whole run, from here: policy, registry, evidence, checks
+    if policy is None:
+        policy = default_policy_path(Path.cwd())
+        if not quiet:
+            typer.echo(f"imgcheck: {_which_policy(policy)}", err=True)
+    loaded = load_policy(policy)
+    host, scheme = parse_registry_option(registry) if registry is not None else (None, None)
     options = VerifyOptions(
-        registry_override=registry,
+        registry_override=host,
+        registry_scheme=scheme,
         insecure=insecure,
         platform=platform,
         no_smoke=no_smoke,
         keep_images=keep_images,
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
+        deadline=deadline,
         policy_dir=loaded.base_dir,
+        scan=bool(scan),
     )
+    rules = (loaded.defaults, *(image.rules for image in loaded.images))
+    if scan or (scan is not None and any(getattr(r.get("vulnerabilities"), "scan", False) for r in rules)):
+        from imgcheck.vulns.scan import require_trivy  # only then: a metadata run imports no vulns code
+
+        require_trivy(loaded, bool(scan))
     return loaded, options
+
+
+def _which_policy(path: Path) -> str:
+    if path.name == "imgcheck.yaml" and path.parent == Path.cwd():
+        return "policy: ./imgcheck.yaml (no --policy given)"
+    return f"policy: bundled {path.name} (no --policy and no ./imgcheck.yaml)"
+
+
+def parse_registry_option(text: str) -> tuple[str, str | None]:
+    """`--registry HOST[:PORT]`, or `http://HOST[:PORT]` (plain HTTP) / `https://HOST[:PORT]` (TLS):
+    the host to use and the scheme asked for (None: imgcheck's default, plain HTTP only on loopback)."""
+    from urllib.parse import urlsplit
+
+    from imgcheck.errors import UsageError
+
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    elif scheme.lower() not in ("http", "https"):
+        scheme = "?"
+    host = rest.rstrip("/")
+    try:
+        port = urlsplit(f"//{host}").port  # validates the port
+    except ValueError:
+        port = -1
+    bad_host = not host or any(c in host for c in "/?#@ ") or host.startswith(":") or port == -1
+    if scheme == "?" or bad_host:
+        raise UsageError(
+            f"--registry {text!r}: give HOST[:PORT] (e.g. ghcr.io, 127.0.0.1:5000), "
+            "or http://HOST[:PORT] for plain HTTP, https://HOST[:PORT] for TLS"
+        )
+    return host, scheme.lower() or None

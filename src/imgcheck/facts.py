@@ -65,6 +65,8 @@ class TagFacts:
     digest: str
     created: datetime | None = None
     """The image config's `created` (first platform), when it was needed and read."""
+    created_label: datetime | None = None
+    """The `org.opencontainers.image.created` label when it is valid RFC 3339 (metadata-action's build time)."""
     compressed_sizes: Mapping[str, int] = field(default_factory=dict)
     """platform -> compressed size, when it was needed (previous release for max_growth)."""
     version_label: str | None = None

@@ -284,6 +284,7 @@ class Gatherer:
             found = _DigestSummary(
                 digest=manifest.digest,
                 created=parse_time(platforms[0].created) if platforms else None,
+                created_label=_created_label(platforms[0].labels) if platforms else None,
                 version=platforms[0].labels.get("org.opencontainers.image.version") if platforms else None,
                 sizes={p.platform: p.compressed_size for p in platforms},
             )
@@ -444,14 +445,28 @@ class _DigestSummary:
 
     digest: str
     created: datetime | None
+    created_label: datetime | None
     version: str | None
     sizes: Mapping[str, int]
 
     def facts(self, tag: str, *, with_sizes: bool = False) -> TagFacts:
         sizes = dict(self.sizes) if with_sizes else {}
         return TagFacts(
-            tag=tag, digest=self.digest, created=self.created, compressed_sizes=sizes, version_label=self.version
+            tag=tag,
+            digest=self.digest,
+            created=self.created,
+            created_label=self.created_label,
+            compressed_sizes=sizes,
+            version_label=self.version,
         )
+
+
+def _created_label(labels: Mapping[str, str]) -> datetime | None:
+    """The build time docker/metadata-action stamps, when it is a valid RFC 3339 date-time."""
+    from imgcheck.checks.labels import parse_rfc3339
+
+    value = labels.get("org.opencontainers.image.created")
+    return parse_rfc3339(value) if value else None
 
 
 @record

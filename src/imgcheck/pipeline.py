@@ -13,7 +13,16 @@ from typing import Any
 
 from imgcheck import __version__
 from imgcheck.checks import RULE_MODULES, RULE_ORDER, load_rules
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
+from imgcheck.checks.interface import (
+    CollectContext,
+    Finding,
+    RuleConfig,
+    RuleSpec,
+    RunContext,
+    VerifyOptions,
+    apply_mode,
+)
+from imgcheck.deadline import Deadline
 from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts
 from imgcheck.gather import Gatherer, parallel_map
@@ -74,13 +83,6 @@ def _image_for(policy: Policy, ref: Reference) -> ImageSpec | None:
     return None
 
 
-def _apply_mode(finding: Finding, config: RuleConfig) -> Finding:
-    """`mode: warn` reports a failure as a warning; errors stay errors (they mean "not checked")."""
-    if config.mode == "warn" and finding.verdict is Verdict.FAIL:
-        return dataclasses.replace(finding, verdict=Verdict.WARN, message=f"{finding.message} (mode: warn)")
-    return finding
-
-
 def _to_result(rule_id: str, finding: Finding) -> CheckResult:
     return CheckResult(rule_id, finding.verdict, finding.message, finding.platform, dict(finding.details))
 
@@ -98,6 +100,9 @@ def _collect(
     """Run a rule's edge I/O; an ImgcheckError becomes that rule's `error`, never the whole run's."""
     if spec.collect is None:
         return None, None
+    deadline = ctx.options.deadline
+    if deadline is not None and deadline.expired():
+        return None, Finding(Verdict.ERROR, deadline.message(f"waiting to collect {spec.id} evidence (not started)"))
     try:
         return spec.collect(ctx, facts, config), None
     except ImgcheckError as err:
@@ -113,6 +118,9 @@ def _judge(
     run: RunContext,
 ) -> list[Finding]:
     """A pure check; a bug inside it is an `error` for that rule, never a pass."""
+    deadline = run.options.deadline
+    if deadline is not None and deadline.expired():
+        return [Finding(Verdict.ERROR, deadline.message(f"waiting to evaluate rule '{spec.id}' (not evaluated)"))]
     try:
         findings = spec.check(facts, config, run)
     except ImgcheckError as err:
@@ -152,8 +160,16 @@ def verify(
     if unknown:
         raise UsageError(f"policy names rules this imgcheck does not know: {', '.join(sorted(unknown))}")
     rules = load_rules(named)  # only these rule modules load: a metadata run never imports the engine
+    if options.deadline is None:  # the CLI starts it with the command; a library caller starts it here
+        options = dataclasses.replace(options, deadline=Deadline(options.timeout))
     own_client = client is None
-    registry = client or RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=say)
+    registry = client or RegistryClient(
+        insecure=options.insecure,
+        timeout=options.timeout,
+        progress=say,
+        schemes=options.schemes,
+        deadline=options.deadline,
+    )
     try:
         items = _gather_all(registry, planned, rules, options, say)
         ctx = CollectContext(registry=registry, options=options, progress=say)
@@ -262,7 +278,7 @@ def _judge_all(
                 findings = [item.collect_errors[rule_id]]
             else:
                 findings = _judge(rules[rule_id], facts, config, run)
-            checks.extend(_to_result(rule_id, _apply_mode(f, config)) for f in findings)
+            checks.extend(_to_result(rule_id, apply_mode(f, config)) for f in findings)
         results.append(ImageResult(target.name, str(target.reference), facts.digest, tuple(checks)))
     return results
 

@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from imgcheck.cli_common import REGISTRY_HELP, policy_and_options
 from imgcheck.cli_common import fail as _fail
-from imgcheck.cli_common import policy_and_options
 
 audit_app = typer.Typer(
     help="Nightly registry audit: every tag, history and drift; `audit merge` joins shard reports.",
@@ -43,7 +43,7 @@ def audit_command(
     policy: Annotated[Optional[Path], typer.Option("--policy", envvar="IMGCHECK_POLICY", help="Policy file.")] = None,  # noqa: UP045
     registry: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help="Replace the registry host of every policy image."),
+        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help=REGISTRY_HELP),
     ] = None,
     tags: Annotated[
         Optional[int],  # noqa: UP045
@@ -71,9 +71,13 @@ def audit_command(
         Optional[list[Path]],  # noqa: UP045
         typer.Option("--trivy-report", help="A Trivy JSON report or a folder of them; repeatable."),
     ] = None,
+    scan: Annotated[
+        bool,
+        typer.Option("--scan", help="Re-scan every release with trivy's current DB (reused while it is unchanged)."),
+    ] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Audit only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 1800.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 1800.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Progress on stderr.")] = False,
 ) -> None:
     """Nightly registry audit: every tag of every image, each digest verified once, with history and drift
@@ -93,6 +97,7 @@ def audit_command(
             trivy_reports=trivy_report or (),
             timeout=timeout,
             no_smoke=smoke == "none",
+            scan=scan,
         )
         code = run_audit(
             loaded,
@@ -144,7 +149,7 @@ def diff_command(
     policy: Annotated[Optional[Path], typer.Option("--policy", envvar="IMGCHECK_POLICY", help="Policy file.")] = None,  # noqa: UP045
     registry: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help="Replace the registry host of every policy image."),
+        typer.Option("--registry", envvar="IMGCHECK_REGISTRY", help=REGISTRY_HELP),
     ] = None,
     output_format: Annotated[str, typer.Option("--format", help="table (default), json, markdown.")] = "table",
     trivy_report: Annotated[
@@ -153,7 +158,7 @@ def diff_command(
     ] = None,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Compare only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 90.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 90.0,
 ) -> None:
     """What changed between two releases of each image: sizes per layer, labels, config, env names,
     SBOM packages, vulnerabilities (exit 1 when the new release fails size.max_growth, 2 could not compare)."""

@@ -187,7 +187,14 @@ def run_audit(
         if store is not None and bounds.shard is None:
             run_id = store.begin_run(_stamp(started), str(policy.path), __version__)
         known = store.last_tags(before=run_id) if store is not None else {}
-        client = CachingClient(store, insecure=options.insecure, timeout=options.timeout, progress=say)
+        client = CachingClient(
+            store,
+            insecure=options.insecure,
+            timeout=options.timeout,
+            progress=say,
+            schemes=options.schemes,
+            deadline=options.deadline,
+        )
         try:
             images, releases = audit_images(
                 policy, options, bounds, client=client, now=started, progress=say, known_tags=known

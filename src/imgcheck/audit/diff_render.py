@@ -155,7 +155,13 @@ def run_diff(
 
     if output_format not in FORMATS:
         raise UsageError(f"--format {output_format!r}: unknown for diff (known: {', '.join(FORMATS)})")
-    with RegistryClient(insecure=options.insecure, timeout=options.timeout, progress=progress) as client:
+    with RegistryClient(
+        insecure=options.insecure,
+        timeout=options.timeout,
+        progress=progress,
+        schemes=options.schemes,
+        deadline=options.deadline,
+    ) as client:
         report = build_diff(policy, options, old, new, client)
     stream = out or sys.stdout
     stream.write(render(report, output_format))

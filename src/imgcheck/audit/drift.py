@@ -93,6 +93,24 @@ def _fail_cves(details: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Ma
     return out
 
 
+def _scan_db(details: Iterable[Mapping[str, Any]]) -> str | None:
+    """The newest Trivy DB (UpdatedAt) of the scans a vulnerabilities verdict judged (`--scan`), if any."""
+    found = []
+    for detail in details:
+        scans = detail.get("scans")
+        for scan in scans if isinstance(scans, list) else []:  # a shard is outside input
+            if isinstance(scan, Mapping) and scan.get("db_updated_at"):
+                found.append(str(scan["db_updated_at"]))
+    return max(found) if found else None
+
+
+def _db_text(now: str | None, before: str | None) -> str:
+    """`; scanned with the DB of 2026-11-21, previous run's DB of 2026-11-20` (trivy's DB dates, day only)."""
+    if not now:
+        return ""
+    return f"; scanned with the DB of {now[:10]}" + (f", previous run's DB of {before[:10]}" if before else "")
+
+
 def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Mapping[str, Any]]]]) -> list[DriftItem]:
     """A digest verified last night too: what got worse."""
     items: list[DriftItem] = []
@@ -109,6 +127,7 @@ def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Ma
         if rule == "vulnerabilities":
             old_cves = _fail_cves(r[2] for r in before[rule])
             new_cves = {k: v for k, v in _fail_cves(r[2] for r in rows).items() if k not in old_cves}
+            dbs = _scan_db(r[2] for r in rows), _scan_db(r[2] for r in before[rule])
             for (cve, package), row in sorted(new_cves.items()):
                 items.append(
                     DriftItem(
@@ -117,14 +136,15 @@ def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Ma
                         release.image,
                         release.digest,
                         f"{where}: new {row.get('severity', '')} {cve} in {package} {row.get('installed', '')}"
-                        f" (fixed in {row.get('fixed') or 'no release yet'})",
+                        f" (fixed in {row.get('fixed') or 'no release yet'}){_db_text(*dbs)}",
                         {
                             "id": cve,
                             "package": package,
                             "tags": list(release.tags),
                             "release": release.label,
                             "finding": dict(row),
-                        },
+                        }
+                        | ({"scan_db": dbs[0], "previous_scan_db": dbs[1]} if dbs[0] else {}),
                     )
                 )
         if old_verdict not in _GOOD or new_verdict not in _BAD or new_cves:

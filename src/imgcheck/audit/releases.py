@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from imgcheck.audit.inventory import is_immutable_tag
 from imgcheck.audit.model import Release
 from imgcheck.checks import tags as tags_rule
-from imgcheck.checks.interface import Finding
+from imgcheck.checks.interface import apply_mode
 from imgcheck.facts import ImageFacts
 from imgcheck.report.model import CheckResult
-from imgcheck.verdict import Verdict
 
 CHECK = "consistent_across_images"
 
@@ -92,14 +91,7 @@ def _rejudged(
     for tag in mine:
         members = {n: by_name[n].member(d) for n, d in releases[tag].items() if n != image.name and n in by_name}
         groups[tag] = {n: f for n, f in members.items() if f is not None}
-    finding = _with_mode(tags_rule.consistent_per_release(own, image.config, groups), image.config)
+    finding = apply_mode(tags_rule.consistent_per_release(own, image.config, groups), image.config)
     checks = list(result.checks)
     checks[position] = CheckResult(tags_rule.RULE.id, finding.verdict, finding.message, None, dict(finding.details))
     return dataclasses.replace(result, checks=tuple(checks))
-
-
-def _with_mode(finding: Finding, config: tags_rule.Config) -> Finding:
-    """`mode: warn` as the pipeline applies it: a failure reads as a warning."""
-    if config.mode == "warn" and finding.verdict is Verdict.FAIL:
-        return dataclasses.replace(finding, verdict=Verdict.WARN, message=f"{finding.message} (mode: warn)")
-    return finding

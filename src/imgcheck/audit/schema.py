@@ -88,6 +88,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " JOIN outcomes o ON o.id = e.value"
         " UNION ALL SELECT * FROM verdicts_without_release",
     ),
+    # 5: the Trivy DB each release was scanned with (`audit --scan`): its UpdatedAt, NULL when not scanned.
+    ("ALTER TABLE releases ADD COLUMN scan_db TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 DEDUPED_VERSION = 4

@@ -236,6 +236,7 @@ class HistoryStore:
                     r.verdict.value,
                     r.error,
                     None if text is None else list_ids[text],  # None: no checks (the digest could not be verified)
+                    _scan_db(r.checks),
                 )
                 for r, text in zip(report.releases, lists, strict=True)
             ]
@@ -244,7 +245,7 @@ class HistoryStore:
             )
             conn.executemany(
                 "INSERT INTO releases (run_id, image, digest, tags, created, compressed_size, verdict, error,"
-                " check_list) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " check_list, scan_db) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 releases,
             )
             conn.executemany(
@@ -378,6 +379,18 @@ def _add_rows(
         marks = ", ".join("?" * (len(missing[0]) + 1))
         conn.executemany(f"INSERT INTO {table} (id, {columns}) VALUES ({marks})", [(ids[row], *row) for row in missing])
     return ids
+
+
+def _scan_db(checks: Iterable[Any]) -> str | None:
+    """The newest Trivy DB (UpdatedAt) the release's vulnerability scans used, if it was scanned."""
+    found = [
+        str(scan.get("db_updated_at"))
+        for check in checks
+        if check.rule == "vulnerabilities"
+        for scan in check.details.get("scans") or ()
+        if isinstance(scan, Mapping) and scan.get("db_updated_at")
+    ]
+    return max(found) if found else None
 
 
 def _details_json(details: Mapping[str, Any]) -> str:

@@ -7,12 +7,14 @@ loader from the dataclass's annotations), an optional `collect` that does the ru
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from imgcheck.deadline import Deadline
 from imgcheck.facts import ImageFacts
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
@@ -23,8 +25,10 @@ if TYPE_CHECKING:
 
 @record
 class RuleConfig:
-    """Keys every rule takes. `mode: warn` reports a failure as a warning."""
+    """Keys every rule takes. `mode: warn` reports a failure as a warning; `hint` is appended to every
+    failure of the rule (the one change that makes it pass, e.g. a workflow step)."""
 
+    hint: str | None = None
     mode: Literal["enforce", "warn"] = "enforce"
 
 
@@ -39,20 +43,45 @@ class Finding:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+def apply_mode(finding: Finding, config: RuleConfig) -> Finding:
+    """`mode: warn` reports a failure as a warning; errors stay errors (they mean "not checked").
+    A failure ends with the rule's `hint` (what makes it pass), warned or not."""
+    if finding.verdict is not Verdict.FAIL:
+        return finding
+    warn = config.mode == "warn"
+    message = f"{finding.message} (mode: warn)" if warn else finding.message
+    if config.hint:
+        message = f"{message}. To pass: {config.hint}"
+    return dataclasses.replace(finding, verdict=Verdict.WARN if warn else Verdict.FAIL, message=message)
+
+
 @record
 class VerifyOptions:
     """Command-line choices that reach the edges (not the policy)."""
 
     registry_override: str | None = None
+    registry_scheme: str | None = None
+    """`http` or `https` when --registry named one (plain HTTP or TLS to that host); None: the default."""
     insecure: bool = False
     platform: str | None = None
     no_smoke: bool = False
     keep_images: bool = False
     trivy_reports: tuple[Path, ...] = ()
+    scan: bool = False
+    """`--scan`: run trivy on each digest (the vulnerabilities rule), as the policy's `scan: true` does."""
     timeout: float = 90.0
-    """Global deadline in seconds for registry work."""
+    """`--timeout`: the whole run's deadline in seconds (registry, pulls, smoke, scans, checks)."""
+    deadline: Deadline | None = None
+    """That deadline, started when the command started; `pipeline.verify` starts it if None."""
     policy_dir: Path = Path(".")
     """Relative paths in the policy (keys, reports, VEX) resolve against this folder."""
+
+    @property
+    def schemes(self) -> Mapping[str, str]:
+        """The registry host -> scheme the command line asked for (for RegistryClient)."""
+        if self.registry_override and self.registry_scheme:
+            return {self.registry_override: self.registry_scheme}
+        return {}
 
 
 @dataclass

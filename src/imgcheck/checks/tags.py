@@ -15,7 +15,6 @@ a verify of one image: nothing to compare, a pass.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -25,6 +24,7 @@ from imgcheck import semver as _semver
 from imgcheck.checks._common import is_cosign_tag, quoted, short, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, TagFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -33,7 +33,7 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 
 @record
 class Config(RuleConfig):
-    required: tuple[re.Pattern[str], ...] = ()
+    required: tuple[Pattern, ...] = ()
     latest_is_highest: bool = False
     latest_is_newest: bool = False
     consistent_across_images: bool = False
@@ -52,7 +52,7 @@ def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
     return findings or [Finding(Verdict.PASS, "no tag checks configured")]
 
 
-def _required(facts: ImageFacts, patterns: Sequence[re.Pattern[str]]) -> Finding:
+def _required(facts: ImageFacts, patterns: Sequence[Pattern]) -> Finding:
     tags = tags_of(facts)
     matched = {p.pattern: sorted(t for t in tags if p.fullmatch(t)) for p in patterns}
     missing = [pattern for pattern, hits in matched.items() if not hits]
@@ -82,7 +82,9 @@ class _RepoLookups:
     top_digests: frozenset[str]
     """Every digest a tag of the highest version points at (`v1.4.2` and `1.4.2` may differ)."""
     newest: tuple[datetime, TagFacts] | None
-    """The first tag with the latest `created`, and that time in UTC."""
+    """The first tag with the latest build time (`build_time`), and that time in UTC."""
+    dated: tuple[tuple[datetime, TagFacts], ...]
+    """Every tag with a build time, and that time in UTC (ties with `latest` are looked for here)."""
 
     @classmethod
     def build(cls, repo_tags: Sequence[TagFacts]) -> _RepoLookups:
@@ -95,7 +97,7 @@ class _RepoLookups:
         top_digests = frozenset(
             by_tag[r.tag].digest for r in _semver.releases(by_tag) if top is not None and r.version == top.version
         )
-        dated = [(_utc(t.created), t) for t in tags if t.created is not None]
+        dated = tuple((_utc(when), t) for t in tags if (when := build_time(t)[0]) is not None)
         return cls(
             tags=tags,
             by_tag=by_tag,
@@ -104,6 +106,7 @@ class _RepoLookups:
             top=top,
             top_digests=top_digests,
             newest=max(dated, key=lambda pair: pair[0]) if dated else None,
+            dated=dated,
         )
 
 
@@ -174,38 +177,70 @@ def _utc(value: datetime) -> datetime:
     return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+CREATED_LABEL = "org.opencontainers.image.created"
+
+
+def build_time(tag: TagFacts) -> tuple[datetime | None, str]:
+    """When the image was built, and from where: the `created` label when valid RFC 3339 (the workflow's
+    time, as docker/metadata-action sets it), else the config's `created` (which reproducible builds and
+    ko pin to one value for every build)."""
+    if tag.created_label is not None:
+        return tag.created_label, f"by its {CREATED_LABEL} label"
+    return tag.created, "by its config `created` (no valid created label)"
+
+
+def _at(when: datetime) -> str:
+    return f"{when:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def _latest_is_newest(facts: ImageFacts) -> Finding:
     repo = _lookups(facts)
     by_digest, latest = repo.by_digest, repo.first_latest
     if latest is None:
         return _no_latest(facts, "latest_is_newest")
-    if latest.created is None:
+    latest_when, source = build_time(latest)
+    if latest_when is None:
         return Finding(
             Verdict.ERROR,
-            f"latest → {short(latest.digest)} has no readable `created` in its config, so its age is unknown; "
-            "check that latest is a container image",
+            f"latest → {short(latest.digest)} has no valid {CREATED_LABEL} label and no readable `created` in its "
+            "config, so its age is unknown; check that latest is a container image",
             details={"check": "latest_is_newest", "latest": latest.digest},
         )
-    latest_at = _utc(latest.created)
-    newest_at, newest = repo.newest or (latest_at, latest)  # never None: latest itself has a `created`
+    latest_at = _utc(latest_when)
+    newest_at, newest = repo.newest or (latest_at, latest)  # never None: latest itself has a build time
     details = {
         "check": "latest_is_newest",
         "latest": latest.digest,
         "latest_created": latest_at.isoformat(),
+        "latest_created_from": source,
         "newest": newest.digest,
         "newest_created": newest_at.isoformat(),
+        "newest_created_from": build_time(newest)[1],
     }
-    if latest_at >= newest_at:
+    if latest_at < newest_at:
         return Finding(
-            Verdict.PASS,
-            f"latest → {short(latest.digest)} is the newest build (created {latest_at:%Y-%m-%dT%H:%M:%SZ})",
+            Verdict.FAIL,
+            f"latest → {short(latest.digest)} (tags: {quoted(by_digest[latest.digest])}, built {_at(latest_at)} "
+            f"{source}) but {short(newest.digest)} (tags: {quoted(by_digest[newest.digest])}) is newer (built "
+            f"{_at(newest_at)} {build_time(newest)[1]}); move latest to the newest build",
             details=details,
         )
+    tied = [t for when, t in repo.dated if when == latest_at and t.digest != latest.digest]
+    if tied:
+        other = tied[0]
+        others = len({t.digest for t in tied})
+        more = f" and {others - 1} other build{'s' if others > 2 else ''}" if others > 1 else ""
+        return Finding(
+            Verdict.WARN,
+            f"latest → {short(latest.digest)} and {short(other.digest)} (tags: {quoted(by_digest[other.digest])})"
+            f"{more} are different builds with the same build time {_at(latest_at)} (latest {source}, "
+            f"{short(other.digest)} {build_time(other)[1]}), so nothing shows latest is the newest; set the "
+            f"{CREATED_LABEL} label to the build time (docker/metadata-action does)",
+            details={**details, "tied_with": sorted({t.digest for t in tied})},
+        )
     return Finding(
-        Verdict.FAIL,
-        f"latest → {short(latest.digest)} (tags: {quoted(by_digest[latest.digest])}, created "
-        f"{latest_at:%Y-%m-%dT%H:%M:%SZ}) but {short(newest.digest)} (tags: {quoted(by_digest[newest.digest])}) "
-        f"is newer (created {newest_at:%Y-%m-%dT%H:%M:%SZ}); move latest to the newest build",
+        Verdict.PASS,
+        f"latest → {short(latest.digest)} is the newest build (built {_at(latest_at)} {source})",
         details=details,
     )
 
@@ -326,7 +361,7 @@ def describe(config: Config) -> str:
     if config.latest_is_highest:
         parts.append("latest is the highest semver release")
     if config.latest_is_newest:
-        parts.append("latest is the newest build by created")
+        parts.append("latest is the newest build (created label, else config created)")
     if config.consistent_across_images:
         parts.append("the images of each release agree on it (verify: one target; audit: one release tag)")
     return "; ".join(parts) if parts else "no tag checks"

@@ -5,6 +5,9 @@ With `attached:`, collect also discovers what is attached to the digest (the sup
 module) and turns cosign vuln attestations and SARIF referrers into reports (`imgcheck.vulns.fromregistry`):
 `attached: true` uses only attestations whose signature verifies with `keys` / `keyless`;
 `attached: unsigned` also uses unsigned evidence, and the message says so.
+With `scan: true` (or `--scan`), collect runs the real trivy on the digest (`imgcheck.vulns.scan`, one
+scan per platform of an index, reused while trivy's DB is unchanged) and its reports are judged like
+given ones.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from imgcheck.vulns.message import limit_text
 
 if TYPE_CHECKING:
     from imgcheck.vulns import fromregistry as vulns_fromregistry
+    from imgcheck.vulns import scan as vulns_scan
     from imgcheck.vulns import waivers as vulns_waivers
 
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN"]
 RULE_ID = "vulnerabilities"
+SCAN_WORKERS = 2
+"""Platforms of one index scanned at once (trivy is mostly waiting on the registry and its own start-up)."""
 
 
 @record
@@ -74,6 +80,8 @@ class Config(TrustConfig):
     attached: Literal[False, True, "unsigned"] = False
     """Also use reports attached to the digest in the registry: `true` signed cosign vuln attestations
     only; `unsigned` also unsigned ones and SARIF referrers. Off by default: discovery costs requests."""
+    scan: bool = False
+    """Run trivy on the digest (as `--scan`), in addition to any report given."""
 
     def __post_init__(self) -> None:
         if self.attached is True and not self.keys and self.keyless is None:
@@ -100,6 +108,7 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
     from imgcheck.vulns.verdict import Evidence
 
     base = ctx.options.policy_dir
+    scanning = config.scan or ctx.options.scan
     paths: tuple[Path, ...] = ()
     missing: tuple[str, ...] = ()
     if ctx.options.trivy_reports:
@@ -108,11 +117,11 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
         path = base / files.expand_template(config.report, name=facts.name, tag=facts.tag, digest=facts.digest)
         if path.exists():
             paths = (path,)
-        elif not config.attached:
+        elif not config.attached and not scanning:
             return Evidence(searched=(str(path),), waivers=_waivers(config))
         else:
             missing = (str(path),)
-    elif not config.attached:
+    elif not config.attached and not scanning:
         return Evidence(no_source=True)
     loaded = files.load_reports(paths) if paths else files.Loaded((), ())
     statements: list[vex.VexStatement] = []
@@ -125,14 +134,55 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> object:
         ipath = _resolve(base, name)
         imported += waivers.load_ignore_file(ipath, files.read_text(ipath, "ignore file"))
     attached = _attached(ctx, facts, config) if config.attached else Attached((), ())
+    scans = _scans(ctx, facts, config) if scanning else ()
     return Evidence(
-        reports=(*loaded.reports, *attached.reports),
+        reports=(*loaded.reports, *attached.reports, *(s.report for s in scans)),
         searched=(*(str(p) for p in paths), *missing, *attached.looked),
         skipped=loaded.skipped,
         waivers=(*_waivers(config), *imported),
         vex=tuple(statements),
         attachments=attached.notes,
+        scans=scans,
     )
+
+
+def _scans(ctx: CollectContext, facts: ImageFacts, config: Config) -> tuple[vulns_scan.Scan, ...]:
+    """Trivy on the digest, or on each platform manifest of an index (a report per platform binds to it)."""
+    import os
+    from datetime import UTC, datetime
+
+    from imgcheck.gather import parallel_map
+    from imgcheck.vulns import scan
+
+    host = f"{facts.registry}/{facts.repository}"
+    if facts.is_index:
+        targets = [scan.Target(f"{host}@{p.manifest_digest}", p.manifest_digest, p.platform) for p in facts.platforms]
+    else:
+        targets = [scan.Target(f"{host}@{facts.digest}", facts.digest, None)]
+    creds = ctx.registry.credentials_for(facts.registry)
+
+    def one(target: vulns_scan.Target) -> vulns_scan.Scan:
+        return scan.scan(
+            target,
+            env=os.environ,
+            time_left=scan_time_left(ctx),
+            now=datetime.now(UTC),
+            max_age=config.max_age,
+            insecure=ctx.options.insecure or ctx.options.schemes.get(facts.registry) == "http",
+            credentials=creds,
+            progress=lambda m: ctx.progress(f"{facts.name}: {m}"),
+        )
+
+    # an index's platforms side by side: once the DB is current, trivy only reads it (scan.py serialises
+    # a scan that may download it)
+    return tuple(parallel_map(one, targets, SCAN_WORKERS))
+
+
+def scan_time_left(ctx: CollectContext) -> float:
+    """Seconds the run's deadline (`--timeout`, imgcheck.deadline) leaves a scan; else the registry's."""
+    if ctx.options.deadline is not None:
+        return ctx.options.deadline.remaining()
+    return ctx.registry.time_left()
 
 
 def _attached(ctx: CollectContext, facts: ImageFacts, config: Config) -> vulns_fromregistry.Attached:
@@ -200,12 +250,14 @@ def describe(config: Config) -> str:
         parts.append(f"{len(config.ignore)} waivers + {len(config.ignore_files)} ignore files")
     if config.vex:
         parts.append(f"{len(config.vex)} VEX files")
-    source = config.report or "--trivy-report"
+    source = "Trivy report " + (config.report or "--trivy-report")
+    if config.scan:
+        source = "a trivy scan of the digest and any " + source
     if config.attached:
         signed = "signed or unsigned" if config.attached == "unsigned" else "signed"
         source += f" and {signed} reports attached to the digest"
     bind = "any report naming no image too (bind: none)" if config.bind == "none" else "bound by digest"
-    return f"Trivy report {source}, {bind}: " + ", ".join(parts)
+    return f"{source}, {bind}: " + ", ".join(parts)
 
 
 RULE = RuleSpec(

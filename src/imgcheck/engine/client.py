@@ -25,7 +25,7 @@ QEMU_NAMES = {
 }
 START_HINT = (
     "start one (`sudo dockerd` or `sudo systemctl start docker`) or point DOCKER_HOST at one, "
-    "or pass --no-smoke to skip container runs"
+    "or skip container runs (verify --no-smoke; audit --smoke none)"
 )
 
 

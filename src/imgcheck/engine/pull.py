@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imgcheck.deadline import Deadline
 from imgcheck.engine.client import Engine
 from imgcheck.errors import EngineError
 from imgcheck.policy.types import format_bytes
@@ -28,10 +29,16 @@ class PulledImage:
 
 
 def pull_by_digest(
-    engine: Engine, reference: str, progress: Callable[[str], None], label: str | None = None
+    engine: Engine,
+    reference: str,
+    progress: Callable[[str], None],
+    label: str | None = None,
+    *,
+    deadline: Deadline | None = None,
 ) -> PulledImage:
     """Make `reference` present; a digest reference only, so the engine checks the bytes it gets.
-    `label` names the image in progress lines (default: the reference)."""
+    `label` names the image in progress lines (default: the reference). Past `deadline` the pull is
+    abandoned (the engine cancels it when the stream closes) with DeadlineExceeded."""
     if "@sha256:" not in reference:
         raise ValueError(f"refusing to pull {reference!r}: imgcheck pulls by digest only")
     label = label or reference
@@ -40,7 +47,7 @@ def pull_by_digest(
     if existing is not None:
         progress(f"{label}: already present in the engine, not pulled")
         return PulledImage(reference, str(existing["Id"]), int(existing["Size"]), True)
-    _stream_pull(engine, reference, progress, label)
+    _stream_pull(engine, reference, progress, label, deadline or Deadline.unlimited())
     pulled = inspect_image(engine, reference)
     if pulled is None:
         raise EngineError(f"the engine reported pulling {reference} but does not have it afterwards")
@@ -79,24 +86,61 @@ def release(engine: Engine, image: PulledImage, *, keep: bool, progress: Callabl
         progress(f"warning: could not remove {image.reference} from the engine: {reason}")
 
 
-def _stream_pull(engine: Engine, reference: str, progress: Callable[[str], None], label: str) -> None:
+def _stream_pull(
+    engine: Engine, reference: str, progress: Callable[[str], None], label: str, deadline: Deadline
+) -> None:
     from docker.errors import APIError
+    from urllib3.exceptions import HTTPError
 
     meter = _PullMeter(label, progress)
+    doing = f"pulling {label}"
+    deadline.check(f"waiting to pull {label}")
+    response = None
     try:
-        for event in engine.client.api.pull(reference, stream=True, decode=True):
+        response = _open_pull(engine.client.api, reference, deadline)
+        for event in engine.client.api._stream_helper(response, decode=True):
+            if deadline.expired():
+                raise deadline.exceeded(doing)
             if "error" in event:
                 raise EngineError(
                     f"the engine could not pull {reference}: {str(event['error'])[:300]}",
                     hint="check that the engine can reach the registry; a private one needs `docker login`",
                 )
             meter.update(event)
-    except (APIError, OSError) as exc:
+    except (APIError, OSError, HTTPError) as exc:
+        if deadline.expired():
+            raise deadline.exceeded(doing) from None
         raise EngineError(
             f"the engine could not pull {reference}: {getattr(exc, 'explanation', None) or exc}",
             hint="check that the engine can reach the registry; a private one needs `docker login`",
         ) from None
+    finally:
+        if response is not None:
+            response.close()  # early (deadline, error): the engine cancels a pull whose client went away
     meter.report(force=True)
+
+
+def _open_pull(api: Any, reference: str, deadline: Deadline) -> Any:
+    """docker-py's `pull(stream=True)`, but with a read timeout: its own waits forever on a pull that
+    stalls (timeout=None), so a hung registry behind the engine would outlive any deadline."""
+    from docker import auth, utils
+
+    repository, tag = utils.parse_repository_tag(reference)
+    registry, _name = auth.resolve_repository_name(repository)
+    headers = {}
+    header = auth.get_config_header(api, registry)
+    if header:
+        headers["X-Registry-Auth"] = header
+    read_timeout = min(float(api.timeout), deadline.remaining()) if deadline.remaining() > 0 else 0.001
+    response = api._post(
+        api._url("/images/create"),
+        params={"fromImage": repository, "tag": tag},
+        headers=headers,
+        stream=True,
+        timeout=read_timeout,
+    )
+    api._raise_for_status(response)
+    return response
 
 
 class _PullMeter:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from imgcheck.checks import load_rules
 from imgcheck.checks.interface import RuleConfig
 from imgcheck.policy.model import Policy
+from imgcheck.policy.patterns import Pattern
 from imgcheck.policy.types import ByteSize, Percent, format_duration
 
 
@@ -36,6 +36,7 @@ def explain(policy: Policy) -> list[str]:
             else:
                 text = describe_config(config) or f"defaults ({spec.summary if spec else 'no settings'})"
             suffix = " [warn only]" if config.mode == "warn" else ""
+            suffix += f" (to pass: {config.hint})" if config.hint else ""
             rule_lines.append(f"  {rule_id}: {text}{suffix}")
         blocks.setdefault(tuple(rule_lines), []).append(f"{image.name}: {image.registry}/{image.repository}")
     for block, images in blocks.items():
@@ -46,7 +47,7 @@ def explain(policy: Policy) -> list[str]:
 
 def describe_config(config: RuleConfig) -> str:
     """The settings that differ from the config class's defaults, as `key value; key value`."""
-    return "; ".join(_non_default_items(config, skip=("mode",)))
+    return "; ".join(_non_default_items(config, skip=("mode", "hint")))
 
 
 def _non_default_items(obj: Any, skip: tuple[str, ...] = ()) -> list[str]:
@@ -64,8 +65,6 @@ def _non_default_items(obj: Any, skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, re.Pattern) and isinstance(b, re.Pattern):
-        return bool(a.pattern == b.pattern)
     try:
         return bool(a == b) and type(a) is type(b)
     except Exception:  # exotic values compare badly: show them
@@ -86,7 +85,7 @@ def render(value: Any) -> str:
         return format_duration(value.total_seconds())
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, re.Pattern):
+    if isinstance(value, Pattern):
         return f"/{value.pattern}/"
     if isinstance(value, tuple | list):
         return "[" + ", ".join(render(v) for v in value) + "]"

@@ -107,50 +107,61 @@ def evaluate(
     image: ImageIdentity,
     now: datetime,
 ) -> Evaluation:
-    """Judge `(report source, finding)` pairs. Pure: the clock is `now`."""
+    """Judge `(report source, finding)` pairs. Pure: the clock is `now`.
+
+    The loop runs once per finding (tens of thousands per report), so the policy knobs are locals, the
+    common case (no waiver, no VEX index, no aliases) takes no call, and counts are added up once."""
     ev = Evaluation()
     w_index = _index_waivers(waivers)
     v_index = _index_vex(statements)
+    deny, fail_on, warn_on = rules.deny, rules.fail_on, rules.warn_on
+    fixable_only, min_cvss, grace_days = rules.fixable_only, rules.min_cvss, rules.grace_days
+    judged = ev.judged
+    add = judged.append
+    not_fixable = below_min_cvss = vex_hits = 0
     for source, v in findings:
-        ev.total += 1
-        ev.by_severity[v.severity] += 1
         active: Waiver | None = None
-        for w in _candidates(w_index, v) if w_index else ():
-            if not w.matches(v):
-                continue
-            if w.expired(now):
-                ev.expired_hits[w] += 1
-            else:
-                ev.waiver_hits[w] += 1
-                active = active or w
+        if w_index and (v.id in w_index or v.aliases):
+            for w in _candidates(w_index, v):
+                if not w.matches(v):
+                    continue
+                if w.expired(now):
+                    ev.expired_hits[w] += 1
+                else:
+                    ev.waiver_hits[w] += 1
+                    active = active or w
         statement = None
         if v_index:
             relevant = [s for vid in (v.id, *v.aliases) for s in v_index.get(vid, ())]
             statement = deciding_statement(relevant, v, image) if relevant else None
             if statement is not None and statement.status not in SUPPRESSING:
                 statement = None
-        if v.id in rules.deny or rules.deny.intersection(v.aliases):
-            ev.judged.append(Judged(v, "denied", "fail", active, statement, report=source))
+        if deny and (v.id in deny or (v.aliases and deny.intersection(v.aliases))):
+            add(Judged(v, "denied", "fail", active, statement, report=source))
             continue
-        if v.severity in rules.fail_on:
+        severity = v.severity
+        if severity in fail_on:
             level: Literal["fail", "warn"] = "fail"
-        elif v.severity in rules.warn_on:
+        elif severity in warn_on:
             level = "warn"
         else:
             continue
-        if rules.fixable_only and not v.fixable:
-            ev.not_fixable += 1
+        if fixable_only and not (v.fixed or v.status == "fixed"):  # Vuln.fixable, inlined
+            not_fixable += 1
             continue
-        if rules.min_cvss is not None and v.cvss is not None and v.cvss < rules.min_cvss:
-            ev.below_min_cvss += 1
+        if min_cvss is not None and v.cvss is not None and v.cvss < min_cvss:
+            below_min_cvss += 1
             continue
         if statement is not None:
-            ev.vex_hits += 1
-            ev.judged.append(Judged(v, "vex", level, vex=statement, report=source))
+            vex_hits += 1
+            add(Judged(v, "vex", level, vex=statement, report=source))
         elif active is not None:
-            ev.judged.append(Judged(v, "waived", level, waiver=active, report=source))
-        elif level == "fail" and rules.grace_days and (until := _grace_until(v, rules.grace_days, now)):
-            ev.judged.append(Judged(v, "grace", level, grace_until=until, report=source))
+            add(Judged(v, "waived", level, waiver=active, report=source))
+        elif level == "fail" and grace_days and (until := _grace_until(v, grace_days, now)):
+            add(Judged(v, "grace", level, grace_until=until, report=source))
         else:
-            ev.judged.append(Judged(v, level, level, report=source))
+            add(Judged(v, level, level, report=source))
+    ev.total = len(findings)
+    ev.by_severity.update(v.severity for _, v in findings)
+    ev.not_fixable, ev.below_min_cvss, ev.vex_hits = not_fixable, below_min_cvss, vex_hits
     return ev

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,8 +76,42 @@ def parse_report_document(doc: object, source: str, file_time: datetime | None) 
     return None
 
 
+_PARSED: dict[tuple[str, bool], tuple[tuple[int, int, int, int], ScanReport | None]] = {}
+"""Reports parsed in this process, by path, with the file's identity (device, inode, size, mtime) then:
+`--trivy-report DIR` hands every image the same folder, so each file is parsed once, not once per image.
+At most `_PARSED_KEPT` are kept (the oldest goes first), so a long audit's memory stays bounded."""
+_PARSED_KEPT = 64
+_PARSED_LOCK = threading.Lock()
+
+
+def forget_parsed_reports() -> None:
+    """Parse every report file again from now on (benchmarks time the parse itself)."""
+    with _PARSED_LOCK:
+        _PARSED.clear()
+
+
 def load_report_file(path: Path, *, in_folder: bool = False) -> ScanReport | None:
-    """Parse one report file. Outside a folder, a file that is no report is an error."""
+    """Parse one report file (once per process while the file is unchanged). Outside a folder, a file
+    that is no report is an error."""
+    with _PARSED_LOCK:  # images collect concurrently; parsing is CPU-bound, so one at a time costs nothing
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        key = (str(path), in_folder)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else None
+        hit = _PARSED.get(key)
+        if hit is not None and hit[0] == identity:
+            return hit[1]
+        report = _load_report_file(path, in_folder)
+        if identity is not None:
+            if len(_PARSED) >= _PARSED_KEPT and key not in _PARSED:
+                del _PARSED[next(iter(_PARSED))]
+            _PARSED[key] = (identity, report)
+        return report
+
+
+def _load_report_file(path: Path, in_folder: bool) -> ScanReport | None:
     data = read_bytes(path, MAX_REPORT_BYTES, "report")
     doc = decode_json(data, str(path), "report")
     mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)

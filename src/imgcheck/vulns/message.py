@@ -32,12 +32,12 @@ def examples(items: list[Judged], max_ids: int = 3) -> str:
 
 
 def age_words(seconds: float) -> str:
-    """A report's age, rounded the way people say it: `40 s`, `5 min`, `2 h`, `3 d`."""
+    """A report's age, rounded the way people say it: `40 s`, `5 min`, `2 h`, `3 d`; never `0 s`."""
     seconds = max(0.0, seconds)
     for unit, size, threshold in (("d", 86400, 2 * 86400), ("h", 3600, 3600), ("min", 60, 60)):
         if seconds >= threshold:
             return f"{round(seconds / size)} {unit}"
-    return f"{round(seconds)} s" if seconds >= 0.5 else "under a second"
+    return f"{round(seconds)} s" if round(seconds) else "under a second"
 
 
 def by_severity(items: list[Judged], label: str) -> list[str]:

@@ -112,44 +112,85 @@ def _parse_result(result: object, source: str, index: int, out: list[Vuln]) -> N
     if not isinstance(vulns, list):
         raise _bad(source, f"Results[{index}].Vulnerabilities", "a list", vulns)
     append = out.append
+    new = tuple.__new__  # Vuln's fields in order, without NamedTuple's Python-level __new__ per finding
+    severities = _SEVERITY_SET
     for j, v in enumerate(vulns):
         if type(v) is not dict:
             raise _bad(source, f"Results[{index}].Vulnerabilities[{j}]", "an object", v)
-        vid = v.get("VulnerabilityID")
-        pkg = v.get("PkgName")
-        installed = v.get("InstalledVersion", "")
-        severity = v.get("Severity")
-        if type(vid) is not str or not vid:
-            raise _bad(source, f"Results[{index}].Vulnerabilities[{j}].VulnerabilityID", "a non-empty string", vid)
-        if type(pkg) is not str:
-            raise _bad(source, f"{vid}.PkgName", "a string", pkg)
-        if type(installed) is not str:
-            raise _bad(source, f"{vid}.InstalledVersion", "a string", installed)
-        if type(severity) is not str or severity not in _SEVERITY_SET:
-            raise InputError(
-                f"{source}: {vid} has Severity {severity!r}, expected one of {', '.join(SEVERITIES)}",
-                hint="the report is not valid Trivy JSON; re-scan the digest",
-            )
-        for key in _OPTIONAL_STR:
-            value = v.get(key)
-            if value is not None and type(value) is not str:
-                raise _bad(source, f"{vid}.{key}", "a string", value)
+        get = v.get
+        vid: Any = get("VulnerabilityID")  # checked below, with the other fields, in one condition
+        pkg = get("PkgName")
+        installed = get("InstalledVersion", "")
+        severity = get("Severity")
+        fixed = get("FixedVersion")
+        status = get("Status")
+        pkg_path = get("PkgPath")
+        published = get("PublishedDate")
+        if (
+            type(vid) is not str
+            or not vid
+            or type(pkg) is not str
+            or type(installed) is not str
+            or type(severity) is not str
+            or severity not in severities
+            or (fixed is not None and type(fixed) is not str)
+            or (status is not None and type(status) is not str)
+            or (pkg_path is not None and type(pkg_path) is not str)
+            or (published is not None and type(published) is not str)
+        ):
+            _reject(v, source, index, j)
+        identifier = get("PkgIdentifier")
+        if identifier is None:
+            purl = ""
+        elif type(identifier) is dict and type(found := identifier.get("PURL") or "") is str:
+            purl = found
+        else:
+            purl = _purl(identifier, source, vid)  # raises: the precise message
+        cvss = get("CVSS")
+        ids = get("VendorIDs")
         append(
-            Vuln(
-                id=vid,
-                package=pkg,
-                installed=installed,
-                fixed=v.get("FixedVersion") or "",
-                severity=severity,
-                status=v.get("Status") or "",
-                purl=_purl(v.get("PkgIdentifier"), source, vid),
-                pkg_path=v.get("PkgPath") or "",
-                target=target,
-                published=v.get("PublishedDate") or "",
-                cvss=_cvss(v.get("CVSS"), source, vid),
-                aliases=_aliases(v.get("VendorIDs"), source, vid),
+            new(
+                Vuln,
+                (
+                    vid,
+                    pkg,
+                    installed,
+                    fixed or "",
+                    severity,
+                    status or "",
+                    purl,
+                    pkg_path or "",
+                    target,
+                    published or "",
+                    _cvss(cvss, source, vid) if cvss else None,
+                    _aliases(ids, source, vid) if ids else (),
+                ),
             )
         )
+
+
+def _reject(v: dict[str, Any], source: str, index: int, j: int) -> None:
+    """The precise error for a finding the fast path found wrong (checked in the order Trivy documents)."""
+    vid = v.get("VulnerabilityID")
+    pkg = v.get("PkgName")
+    installed = v.get("InstalledVersion", "")
+    severity = v.get("Severity")
+    if type(vid) is not str or not vid:
+        raise _bad(source, f"Results[{index}].Vulnerabilities[{j}].VulnerabilityID", "a non-empty string", vid)
+    if type(pkg) is not str:
+        raise _bad(source, f"{vid}.PkgName", "a string", pkg)
+    if type(installed) is not str:
+        raise _bad(source, f"{vid}.InstalledVersion", "a string", installed)
+    if type(severity) is not str or severity not in _SEVERITY_SET:
+        raise InputError(
+            f"{source}: {vid} has Severity {severity!r}, expected one of {', '.join(SEVERITIES)}",
+            hint="the report is not valid Trivy JSON; re-scan the digest",
+        )
+    for key in _OPTIONAL_STR:
+        value = v.get(key)
+        if value is not None and type(value) is not str:
+            raise _bad(source, f"{vid}.{key}", "a string", value)
+    raise AssertionError("_reject called on a valid finding")
 
 
 def _purl(identifier: Any, source: str, vid: str) -> str:

@@ -6,7 +6,7 @@ Pure: everything read from disk is in `Evidence` (built by the rule's collect), 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgcheck.facts import ImageFacts
 from imgcheck.record import record
@@ -18,6 +18,9 @@ from imgcheck.vulns.fromregistry import AttachmentNote
 from imgcheck.vulns.model import ScanReport
 from imgcheck.vulns.vex import ImageIdentity, VexStatement
 from imgcheck.vulns.waivers import Waiver
+
+if TYPE_CHECKING:
+    from imgcheck.vulns.scan import Scan
 
 EXPIRY_WARNING = timedelta(days=14)
 """A waiver in use that ends sooner than this makes the rule warn."""
@@ -39,6 +42,8 @@ class Evidence:
     """Neither --trivy-report nor the policy's `report:` says where reports are."""
     attachments: tuple[AttachmentNote, ...] = ()
     """Every vulnerability attachment found in the registry (`attached:`), used or not, and why."""
+    scans: tuple[Scan, ...] = ()
+    """Trivy scans of this digest (`--scan`, `scan: true`), run now or reused; their reports are in `reports`."""
 
 
 @record
@@ -73,6 +78,8 @@ def judge(
     }
     if evidence.attachments:
         details["attachments"] = [n.as_detail() for n in evidence.attachments]
+    if evidence.scans:
+        details["scans"] = [s.as_detail() for s in evidence.scans]
     broken = [n for n in evidence.attachments if n.status == "invalid"]
     if broken:
         return Judgement(
@@ -116,9 +123,11 @@ def judge(
         parts.append("bound by " + ", ".join(extra))
     if any(r.results_missing for r in reports):
         parts.append("report has no Results (Trivy writes none when it finds nothing)")
-    age = msg.age_text(reports, now)
+    just_scanned = [s.report for s in evidence.scans if s.ran]  # "scanned with trivy" says their age
+    age = msg.age_text([r for r in reports if r not in just_scanned], now)
     if age and not age_problems:
         parts.append(age)
+    parts += [s.describe() for s in evidence.scans]
     rows, left_out = msg.finding_rows(ev.judged)
     details.update(
         findings=rows,
