@@ -190,7 +190,7 @@ def _lines(report: AuditReport, limit: int) -> list[str]:
     if len(kept) < len(rows):
         out.append(f"… {len(rows) - len(kept)} more causes do not fit here: {FULL_REPORT}.")
     out += budget.take([""])
-    out += budget.take(["## Releases"])
+    out += budget.take(["## Releases", ""])
     passing_blocks: list[list[str]] = []
     for number, image in enumerate(report.images):
         share = (budget.left - 2_000) // (len(report.images) - number)  # each image its fair part; findings last
