@@ -137,3 +137,24 @@ def test_a_report_written_just_now_is_said_so() -> None:
     assert age_text([scanned(0.2)], now) == "report written just now"
     assert age_text([scanned(40)], now) == "report 40 s old"
     assert "0 s" not in age_text([scanned(0.0), scanned(0.1)], now)
+
+
+def test_chart_legends_sit_outside_the_data() -> None:
+    """Drawn for real (matplotlib, Agg): no legend box overlaps the plotting area it labels."""
+    import matplotlib.pyplot as plt
+
+    from imgcheck.audit.chart import figure
+
+    report = huge_night(per_image=6)
+    nights = tuple(Night(f"2026-12-0{n}T23:00:00Z", {"pass": 12, "fail": 6}) for n in range(1, 4))
+    fig = figure(AuditReport("0", "p", "2026-12-05T23:00:00Z", report.images, report.releases, history=nights))
+    try:
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes:
+            legend = ax.get_legend()
+            assert legend is not None
+            box, area = legend.get_window_extent(renderer), ax.get_window_extent(renderer)
+            assert box.x0 >= area.x1  # right of the axes, not over the lines or bars
+    finally:
+        plt.close(fig)

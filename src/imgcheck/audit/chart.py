@@ -99,17 +99,24 @@ def render_png(report: AuditReport) -> bytes:
     """One figure, two panels; empty data still gives a readable chart (with a note), never an error.
     Legends sit outside the plotting area, so they never cover a bar or a line."""
     plt = _pyplot()
-    data = chart_data(report)
-    fig, (sizes, nights) = plt.subplots(1, 2, figsize=(13, 4.4), dpi=96)
+    fig = figure(report)
     try:
-        _sizes(sizes, data)
-        _nights(nights, data)
-        fig.tight_layout()
         out = io.BytesIO()
         fig.savefig(out, format="png", bbox_inches="tight")
         return out.getvalue()
     finally:
         plt.close(fig)
+
+
+def figure(report: AuditReport) -> Any:
+    """The two panels drawn (the caller closes the figure)."""
+    plt = _pyplot()
+    data = chart_data(report)
+    fig, (sizes, nights) = plt.subplots(1, 2, figsize=(13, 4.4), dpi=96)
+    _sizes(sizes, data)
+    _nights(nights, data)
+    fig.tight_layout()
+    return fig
 
 
 def _sizes(ax: Any, data: ChartData) -> None:
