@@ -84,7 +84,7 @@ def _judge(
     if problems:
         return Finding(
             Verdict.FAIL,
-            f"labels: {'; '.join(problems)}; fix the labels at build time (docker/metadata-action) and push again",
+            f"{'; '.join(problems)}; fix the labels at build time (docker/metadata-action) and push again",
             details=details,
         )
     return Finding(Verdict.PASS, f"labels OK ({', '.join(_checked(config)) or 'nothing required'})", details=details)

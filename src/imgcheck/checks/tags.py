@@ -260,7 +260,7 @@ def _release_key(facts: ImageFacts, config: Config, mode: str) -> Hashable:
 
 def _show(key: Hashable) -> str:
     if key is None:
-        return "nothing to compare"
+        return "none"
     if isinstance(key, frozenset):
         return quoted(str(k) for k in key)
     return str(key)
@@ -334,7 +334,7 @@ def _compare(facts: ImageFacts, config: Config, images: Mapping[str, ImageFacts]
     if len(ranked) == 1:
         return Finding(Verdict.PASS, f"all {len(keys)} images carry {what} {_show(mine)}", details=details)
     if has_majority and mine == majority and mine is not None:
-        odd = [f"{n} ({_show(k)})" for n, k in keys.items() if k != majority]
+        odd = [f"{n} ({_show(k) if k is not None else 'no ' + what})" for n, k in keys.items() if k != majority]
         return Finding(
             Verdict.PASS,
             f"{facts.name} carries {what} {_show(mine)} like most images; odd one out: {', '.join(odd)} "
@@ -343,8 +343,9 @@ def _compare(facts: ImageFacts, config: Config, images: Mapping[str, ImageFacts]
         )
     if has_majority and majority is not None:
         peers = [n for n, k in keys.items() if k == majority]
+        carries = f"it carries no {what}" if mine is None else f"its {what} is {_show(mine)}"
         message = (
-            f"{facts.name} is the odd image out: its {what} is {_show(mine)}, but {', '.join(peers)} carry "
+            f"{facts.name} is the odd image out: {carries}, but {', '.join(peers)} carry "
             f"{_show(majority)}; tag {facts.name} with the same release"
         )
     else:

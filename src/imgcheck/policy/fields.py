@@ -222,8 +222,10 @@ def _duration(node: Scalar) -> dt.timedelta:
         fail(node.loc, f"expected a duration, got {kind(node)}", "like 30s, 15m, 24h or 7d")
     try:
         return dt.timedelta(seconds=parse_duration_seconds(value))
-    except (ValueError, OverflowError) as exc:
-        fail(node.loc, f"bad duration: {exc}", "like 30s, 15m, 24h or 7d")
+    except ValueError as exc:  # its message already gives the examples: they are said once
+        fail(node.loc, f"bad duration: {exc}")
+    except OverflowError:
+        fail(node.loc, f"bad duration: {value!r} is too long", "like 30s, 15m, 24h or 7d")
 
 
 def _date(node: Scalar) -> dt.date:
