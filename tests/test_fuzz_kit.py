@@ -90,3 +90,55 @@ def _prefix_of(doc: bytes) -> Callable[[int], bytes]:
 
 def json_bytes(value: Any) -> bytes:
     return json.dumps(value).encode()
+
+
+# --- policy patterns: what an author writes by accident, and what an attacker feeds them --------------
+
+PATTERN_ATOMS = ("a", "b", "X", "Y", "!", ".", r"\d", r"\w", r"\s", "[a-z]", "[^/]", r"\.", "-", "/", "^", "$", r"\b")
+"""Atoms whose meaning RE2 and Python's `re` share on ASCII text (the oracle compares them)."""
+QUANTIFIERS = ("", "*", "+", "?", "*?", "+?", "{2}", "{1,9}", "{0,}", "{3,5}")
+
+
+def _quantified(parts: tuple[str, str]) -> str:
+    return f"(?:{parts[0]}){parts[1]}"
+
+
+def _grouped(parts: tuple[str, str]) -> str:
+    return f"({parts[0]}){parts[1]}"
+
+
+def _alternation(parts: list[str]) -> str:
+    return "(?:" + "|".join(parts) + ")"
+
+
+patterns = st.recursive(
+    st.sampled_from(PATTERN_ATOMS),
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(QUANTIFIERS)).map(_quantified),  # (?:(a+)+)+: nested quantifiers
+        st.tuples(inner, st.sampled_from(QUANTIFIERS)).map(_grouped),
+        st.lists(inner, min_size=2, max_size=3).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map(_alternation),
+    ),
+    max_leaves=10,
+).flatmap(lambda p: st.sampled_from([p, "(?i)" + p]))
+"""RE2 patterns from a grammar: nested and counted quantifiers, groups, alternations, `(?i)`."""
+
+python_only_patterns = st.sampled_from(
+    [
+        *(r"(a)\1", "(?=a)a", "(?!x).*", "(?<=a)b", "(?<!a)b", "a++", r"a\Z", "(?x) a b", "(?#c)a", "(?>a)"),
+        *("(?P<n>a)(?P=n)", "[unclosed", "(", "a{2,1}", "*a", "(a{1000}){1000}", r"\p{L}{1,100}"),
+    ]
+)
+"""What RE2 refuses: Python-only constructs, plain syntax errors, patterns too large once compiled."""
+
+any_pattern = st.one_of(patterns, python_only_patterns, st.text(max_size=20))
+
+
+def hostile_text(cap: int, alphabet: str = "aabXXY!./-_ é\n") -> st.SearchStrategy[str]:
+    """Text up to `cap` characters built to make a backtracking matcher explode: a short unit repeated
+    (64 × `a`, then `!`), up to the cap itself."""
+    return st.tuples(
+        st.text(alphabet=alphabet, min_size=1, max_size=6),
+        st.integers(0, cap),
+        st.text(alphabet=alphabet, max_size=4),
+    ).map(lambda t: (t[0] * (t[1] // len(t[0]) + 1))[: max(0, t[1] - len(t[2]))] + t[2])

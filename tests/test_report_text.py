@@ -47,3 +47,22 @@ def test_diff_markdown_escapes_html_and_emphasis() -> None:
 def test_audit_markdown_cell_escapes_html_pipes_and_controls() -> None:
     out = cell("a | b " + HOSTILE)
     assert "\\|" in out and "<img" not in out and "\x1b" not in out and "\n" not in out
+
+
+def test_diff_growth_is_one_line_per_platform_naming_it() -> None:
+    """Two platforms that both pass: two lines that say which platform each is, not two identical ones."""
+    image = ImageDiff(
+        "producer",
+        "repo:v1",
+        "repo:v2",
+        "sha256:" + "a" * 64,
+        "sha256:" + "b" * 64,
+        growth=(
+            ("pass", "grew +0.4% vs v1 (limit 10%)", "linux/amd64"),
+            ("pass", "grew +0.4% vs v1 (limit 10%)", "linux/arm64"),
+        ),
+    )
+    for text in (render_table(DiffReport("v1", "v2", (image,))), render_markdown(DiffReport("v1", "v2", (image,)))):
+        lines = [line for line in text.splitlines() if "growth" in line]
+        assert len(lines) == 2 and len(set(lines)) == 2
+        assert "linux/amd64" in lines[0] and "linux/arm64" in lines[1]

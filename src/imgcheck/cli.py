@@ -154,7 +154,10 @@ def verify(
     platform: Annotated[Optional[str], typer.Option("--platform", help="Verify only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
     keep_images: Annotated[bool, typer.Option("--keep-images", help="Keep images pulled for smoke runs.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 90.0,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", help="Deadline in seconds for the whole run: reads, pulls, smoke runs, scans."),
+    ] = 600.0,
     jobs: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(

@@ -49,6 +49,7 @@ def policy_and_options(
     `--scan`; trivy must then be there whenever the run will scan (exit 2 now with how to install it,
     not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
+    from imgcheck.deadline import Deadline
 
     if jobs is not None and jobs < 1:
         from imgcheck.errors import UsageError
@@ -56,6 +57,7 @@ def policy_and_options(
         raise UsageError(f"--jobs must be at least 1 (images collecting evidence at once), got {jobs}")
     from imgcheck.policy.loader import default_policy_path, load_policy
 
+    deadline = Deadline(timeout)  # the whole run, from here: policy, registry, evidence, checks
     if policy is None:
         policy = default_policy_path(Path.cwd())
         if not quiet:
@@ -71,6 +73,7 @@ def policy_and_options(
         keep_images=keep_images,
         trivy_reports=tuple(trivy_reports),
         timeout=timeout,
+        deadline=deadline,
         policy_dir=loaded.base_dir,
         jobs=jobs,
         scan=bool(scan),

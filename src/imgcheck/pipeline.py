@@ -23,6 +23,7 @@ from imgcheck.checks.interface import (
     VerifyOptions,
     apply_mode,
 )
+from imgcheck.deadline import Deadline
 from imgcheck.errors import ImgcheckError, UsageError
 from imgcheck.facts import ImageFacts
 from imgcheck.gather import Gatherer, parallel_map
@@ -100,6 +101,9 @@ def _collect(
     """Run a rule's edge I/O; an ImgcheckError becomes that rule's `error`, never the whole run's."""
     if spec.collect is None:
         return None, None
+    deadline = ctx.options.deadline
+    if deadline is not None and deadline.expired():
+        return None, Finding(Verdict.ERROR, deadline.message(f"waiting to collect {spec.id} evidence (not started)"))
     try:
         return spec.collect(ctx, facts, config), None
     except ImgcheckError as err:
@@ -115,6 +119,9 @@ def _judge(
     run: RunContext,
 ) -> list[Finding]:
     """A pure check; a bug inside it is an `error` for that rule, never a pass."""
+    deadline = run.options.deadline
+    if deadline is not None and deadline.expired():
+        return [Finding(Verdict.ERROR, deadline.message(f"waiting to evaluate rule '{spec.id}' (not evaluated)"))]
     try:
         findings = spec.check(facts, config, run)
     except ImgcheckError as err:
@@ -154,9 +161,15 @@ def verify(
     if unknown:
         raise UsageError(f"policy names rules this imgcheck does not know: {', '.join(sorted(unknown))}")
     rules = load_rules(named)  # only these rule modules load: a metadata run never imports the engine
+    if options.deadline is None:  # the CLI starts it with the command; a library caller starts it here
+        options = dataclasses.replace(options, deadline=Deadline(options.timeout))
     own_client = client is None
     registry = client or RegistryClient(
-        insecure=options.insecure, timeout=options.timeout, progress=say, schemes=options.schemes
+        insecure=options.insecure,
+        timeout=options.timeout,
+        progress=say,
+        schemes=options.schemes,
+        deadline=options.deadline,
     )
     try:
         items = _gather_all(registry, planned, rules, options, say)

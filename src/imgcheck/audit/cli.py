@@ -77,7 +77,7 @@ def audit_command(
     ] = False,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Audit only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 1800.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 1800.0,
     jobs: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option(
@@ -168,7 +168,7 @@ def diff_command(
     ] = None,
     platform: Annotated[Optional[str], typer.Option("--platform", help="Compare only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for registry work.")] = 90.0,
+    timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 90.0,
 ) -> None:
     """What changed between two releases of each image: sizes per layer, labels, config, env names,
     SBOM packages, vulnerabilities (exit 1 when the new release fails size.max_growth, 2 could not compare)."""

@@ -53,6 +53,34 @@ def check_formats(output_format: str, report_files: Sequence[tuple[str, Path]]) 
             raise UsageError(f"audit format {fmt!r} is unknown (known: {', '.join(FORMATS)})")
 
 
+def preflight(output_format: str, report_files: Sequence[tuple[str, Path]]) -> None:
+    """Everything the reports need, checked before any registry work: a run that would fail to write its
+    report must not audit for minutes first (and must never record a night nobody saw)."""
+    check_formats(output_format, report_files)
+    if "html" in (output_format, *(f for f, _ in report_files)):
+        from imgcheck.audit.chart import require_pyplot
+
+        require_pyplot()
+    for fmt, path in report_files:
+        check_writable(f"--report {fmt}={path}", path)
+
+
+def check_writable(what: str, path: Path) -> None:
+    """The report's folder exists (or is created now) and the file can be written there."""
+    import os
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        why = err.strerror or err
+        raise UsageError(f"cannot write {what}: its folder {path.parent} cannot be created ({why})") from None
+    if path.is_dir():
+        raise UsageError(f"cannot write {what}: it is a folder")
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        raise UsageError(f"cannot write {what}: {target} is not writable")
+
+
 def render(report: AuditReport, fmt: str) -> str:
     if fmt == "json":
         from imgcheck.audit.render_json import render_json
@@ -86,8 +114,8 @@ def _open_history(history: Path | None, no_history: bool) -> HistoryStore | None
     return HistoryStore.open(history or default_history_path())
 
 
-def _finish(report: AuditReport, store: HistoryStore | None, run_id: int | None, finished: datetime) -> AuditReport:
-    """Drift against the previous complete run, this run's row in the trend, then one committing write."""
+def _compare(report: AuditReport, store: HistoryStore | None, run_id: int | None) -> AuditReport:
+    """Drift against the previous complete run and this run's row in the trend (nothing written yet)."""
     if store is None or run_id is None:
         return report
     from imgcheck.audit.drift import compute_drift
@@ -98,9 +126,22 @@ def _finish(report: AuditReport, store: HistoryStore | None, run_id: int | None,
         report = replace(report, drift=drift, previous_run=previous.started_at)
     report = replace(report, drift_checked=True)
     nights = [*store.nights(), Night(report.started_at, report.release_counts())]
-    report = replace(report, history=tuple(nights))
-    store.finish_run(run_id, report, _stamp(finished))
-    return report
+    return replace(report, history=tuple(nights))
+
+
+def _publish(
+    report: AuditReport,
+    store: HistoryStore | None,
+    run_id: int | None,
+    output_format: str,
+    report_files: Sequence[tuple[str, Path]],
+    out: TextIO | None,
+) -> None:
+    """Every report first, the history last: a run whose report was not written (full disk, a killed
+    job) stays `running`, so the next night still compares with the last night somebody saw."""
+    emit(report, output_format, report_files, out)
+    if store is not None and run_id is not None:
+        store.finish_run(run_id, report, _stamp(datetime.now(UTC)))
 
 
 def _ordered(images: Sequence[ImageInventory], releases: Sequence[Release]) -> tuple[Release, ...]:
@@ -131,7 +172,7 @@ def run_audit(
     from imgcheck.audit.inventory import parse_shard
     from imgcheck.audit.runner import AuditOptions, audit_images
 
-    check_formats(output_format, report_files)
+    preflight(output_format, report_files)
     if tags is not None and tags < 1:
         raise UsageError(f"--tags {tags}: expected a positive number of releases")
     mode = smoke or "none"
@@ -147,7 +188,12 @@ def run_audit(
             run_id = store.begin_run(_stamp(started), str(policy.path), __version__)
         known = store.last_tags(before=run_id) if store is not None else {}
         client = CachingClient(
-            store, insecure=options.insecure, timeout=options.timeout, progress=say, schemes=options.schemes
+            store,
+            insecure=options.insecure,
+            timeout=options.timeout,
+            progress=say,
+            schemes=options.schemes,
+            deadline=options.deadline,
         )
         try:
             images, releases = audit_images(
@@ -163,11 +209,11 @@ def run_audit(
             releases=_ordered(images, releases),
             shard=shard.strip() if shard else None,
         )
-        report = _finish(report, store, run_id, datetime.now(UTC))
+        report = _compare(report, store, run_id)
+        _publish(report, store, run_id, output_format, report_files, out)
     finally:
         if store is not None:
             store.close()
-    emit(report, output_format, report_files, out)
     return report.exit_code
 
 
@@ -253,14 +299,14 @@ def run_merge(
     out: TextIO | None = None,
 ) -> int:
     """`imgcheck audit merge shard-*.json`: the one report, drift against history, and the history row."""
-    check_formats(output_format, report_files)
+    preflight(output_format, report_files)
     report = merge_reports([read_report(p) for p in paths])
     store = _open_history(history, no_history)
     try:
         run_id = store.begin_run(report.started_at, report.policy, __version__) if store is not None else None
-        report = _finish(report, store, run_id, datetime.now(UTC))
+        report = _compare(report, store, run_id)
+        _publish(report, store, run_id, output_format, report_files, out)
     finally:
         if store is not None:
             store.close()
-    emit(report, output_format, report_files, out)
     return report.exit_code

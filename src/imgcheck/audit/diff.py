@@ -63,8 +63,8 @@ class ImageDiff:
     old_digest: str | None = None
     new_digest: str | None = None
     platforms: tuple[PlatformDiff, ...] = ()
-    growth: tuple[tuple[str, str], ...] = ()
-    """(verdict, message) of the size rule's growth check, new against old."""
+    growth: tuple[tuple[str, str, str | None], ...] = ()
+    """(verdict, message, platform) of the size rule's growth check per platform, new against old."""
     labels: tuple[Change, ...] = ()
     config: tuple[Change, ...] = ()
     env_names: tuple[Change, ...] = ()
@@ -78,7 +78,7 @@ class ImageDiff:
 
     @property
     def growth_failed(self) -> bool:
-        return any(v in ("fail", "error") for v, _ in self.growth)
+        return any(g[0] in ("fail", "error") for g in self.growth)
 
 
 @record
@@ -155,13 +155,15 @@ def platform_diffs(old: ImageFacts, new: ImageFacts) -> tuple[PlatformDiff, ...]
     return tuple(out)
 
 
-def growth_findings(old: ImageFacts, new: ImageFacts, rules: Mapping[str, RuleConfig]) -> tuple[tuple[str, str], ...]:
+def growth_findings(
+    old: ImageFacts, new: ImageFacts, rules: Mapping[str, RuleConfig]
+) -> tuple[tuple[str, str, str | None], ...]:
     """The size rule, with OLD as the previous release: the same verdict `verify` would give."""
     from imgcheck.checks import all_rules
 
     config = rules.get("size")
     if config is None or getattr(config, "max_growth", None) is None:
-        return (("skip", "the policy sets no size.max_growth; growth is shown, not judged"),)
+        return (("skip", "the policy sets no size.max_growth; growth is shown, not judged", None),)
     previous = TagFacts(
         tag=old.tag or old.short_digest,
         digest=old.digest,
@@ -171,7 +173,7 @@ def growth_findings(old: ImageFacts, new: ImageFacts, rules: Mapping[str, RuleCo
     unset: dict[str, Any] = {"max_compressed": None, "max_uncompressed": None}
     only_growth = dataclasses.replace(config, **unset)
     findings = all_rules()["size"].check(facts, only_growth, RunContext(now=datetime.now(UTC)))
-    return tuple((f.verdict.value, f.message) for f in findings)
+    return tuple((f.verdict.value, f.message, f.platform) for f in findings)
 
 
 # --- SBOM packages -------------------------------------------------------------------------------------
@@ -181,18 +183,36 @@ def sbom_packages(document: Mapping[str, Any]) -> dict[str, str]:
     """name -> version from a CycloneDX (components, nested) or SPDX (packages) document."""
     out: dict[str, str] = {}
     if document.get("bomFormat") == "CycloneDX":
+        metadata = document.get("metadata")
+        root = metadata.get("component") if isinstance(metadata, Mapping) else None
+        root_ref = root.get("bom-ref") if isinstance(root, Mapping) else None
         stack = _listed(document.get("components"))
         while stack:
             comp = stack.pop()
             if isinstance(comp, Mapping):
-                if comp.get("name"):
+                if comp.get("name") and not (root_ref and comp.get("bom-ref") == root_ref):
                     out[str(comp["name"])] = str(comp.get("version") or "")
                 stack.extend(_listed(comp.get("components")))
     elif isinstance(document.get("spdxVersion"), str):
+        roots = _spdx_roots(document)
         for pkg in _listed(document.get("packages")):
-            if isinstance(pkg, Mapping) and pkg.get("name"):
+            if isinstance(pkg, Mapping) and pkg.get("name") and pkg.get("SPDXID") not in roots:
                 out[str(pkg["name"])] = str(pkg.get("versionInfo") or "")
     return out
+
+
+def _spdx_roots(document: Mapping[str, Any]) -> set[str]:
+    """What the document describes (the scanned image itself, its version a digest): not a package of it,
+    so a new release is not one "upgraded package"."""
+    roots = {str(r) for r in _listed(document.get("documentDescribes"))}
+    for rel in _listed(document.get("relationships")):
+        if (
+            isinstance(rel, Mapping)
+            and rel.get("spdxElementId") == document.get("SPDXID", "SPDXRef-DOCUMENT")
+            and rel.get("relationshipType") == "DESCRIBES"
+        ):
+            roots.add(str(rel.get("relatedSpdxElement")))
+    return roots
 
 
 def _listed(value: Any) -> list[Any]:

@@ -43,7 +43,7 @@ def to_dict(report: DiffReport) -> dict[str, Any]:
                     }
                     for p in i.platforms
                 ],
-                "growth": [{"verdict": v, "message": m} for v, m in i.growth],
+                "growth": [{"verdict": v, "message": m, "platform": p} for v, m, p in i.growth],
                 "labels": [_change(c) for c in i.labels],
                 "config": [_change(c) for c in i.config],
                 "env_names": [_change(c) for c in i.env_names],
@@ -81,8 +81,8 @@ def _image_lines(i: ImageDiff, bullet: str) -> Iterable[str]:
         yield f"{bullet}size {p.platform}: {_delta(p.old_total, p.new_total)}; {p.shared_layers} layers shared" + (
             f"; layers {layers}" if layers else ""
         )
-    for verdict, message in i.growth:
-        yield f"{bullet}growth: {verdict}: {message}"
+    for verdict, message, platform in i.growth:
+        yield f"{bullet}growth{' ' + platform if platform else ''}: {verdict}: {message}"
     for title, changes in (("label", i.labels), ("config", i.config), ("env", i.env_names)):
         for c in changes:
             yield f"{bullet}{title} {c.name}: {c.kind} ({_show(c.old)} → {_show(c.new)})"
@@ -156,7 +156,11 @@ def run_diff(
     if output_format not in FORMATS:
         raise UsageError(f"--format {output_format!r}: unknown for diff (known: {', '.join(FORMATS)})")
     with RegistryClient(
-        insecure=options.insecure, timeout=options.timeout, progress=progress, schemes=options.schemes
+        insecure=options.insecure,
+        timeout=options.timeout,
+        progress=progress,
+        schemes=options.schemes,
+        deadline=options.deadline,
     ) as client:
         report = build_diff(policy, options, old, new, client)
     stream = out or sys.stdout

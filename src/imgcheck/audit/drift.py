@@ -1,4 +1,4 @@
-"""What changed since the previous complete run, most serious first.
+"""What changed since the previous complete run (audit/causes.py groups it by cause, worst first).
 
 Tags: a release or build tag (`v1.4.2`, `sha-…`, `main-<sha>`) that moved is a failure (they must be
 immutable); `latest`/`main` moving is expected and shown. A release tag that disappeared fails; a
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from imgcheck.audit.inventory import is_immutable_tag
-from imgcheck.audit.model import SEVERITY_ORDER, DriftItem, DriftKind, ImageInventory, Release, Severity
+from imgcheck.audit.model import DriftItem, DriftKind, ImageInventory, Release, Severity
 from imgcheck.audit.store import PreviousRun
 from imgcheck.semver import parse_release
 
@@ -27,6 +27,14 @@ def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12]
 
 
+def _named(digest: str, tags: Mapping[str, str], moved: str) -> str:
+    """`3f2a9c1d8e4b (v1.4.2)`: a digest with the release it carries, so a move reads as one."""
+    from imgcheck.semver import highest
+
+    top = highest([t for t, d in tags.items() if d == digest and t != moved], include_prereleases=True)
+    return f"{_short(digest)} ({top.tag})" if top else _short(digest)
+
+
 def tag_drift(image: str, before: Mapping[str, str], now: Mapping[str, str]) -> list[DriftItem]:
     items: list[DriftItem] = []
     for tag in sorted(set(before) | set(now)):
@@ -35,14 +43,14 @@ def tag_drift(image: str, before: Mapping[str, str], now: Mapping[str, str]) -> 
             continue
         if old is not None and new is not None:
             bad = is_immutable_tag(tag)
-            why = "release and build tags must never move; find out who re-pushed it" if bad else "expected"
+            why = "; release and build tags must never move: find out who re-pushed it" if bad else ""
             items.append(
                 DriftItem(
                     "tag-moved",
                     "fail" if bad else "info",
                     image,
                     tag,
-                    f"{image}:{tag} moved from {_short(old)} to {_short(new)} ({why})",
+                    f"{image}:{tag} moved from {_named(old, before, tag)} to {_named(new, now, tag)}{why}",
                     {"from": old, "to": new},
                 )
             )
@@ -129,7 +137,13 @@ def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Ma
                         release.digest,
                         f"{where}: new {row.get('severity', '')} {cve} in {package} {row.get('installed', '')}"
                         f" (fixed in {row.get('fixed') or 'no release yet'}){_db_text(*dbs)}",
-                        {"id": cve, "package": package, "tags": list(release.tags), "finding": dict(row)}
+                        {
+                            "id": cve,
+                            "package": package,
+                            "tags": list(release.tags),
+                            "release": release.label,
+                            "finding": dict(row),
+                        }
                         | ({"scan_db": dbs[0], "previous_scan_db": dbs[1]} if dbs[0] else {}),
                     )
                 )
@@ -143,8 +157,15 @@ def release_drift(release: Release, before: Mapping[str, list[tuple[str, str, Ma
                 "fail",
                 release.image,
                 release.digest,
-                f"{where}: {what} ({old_verdict} -> {new_verdict}): {message}",
-                {"rule": rule, "from": old_verdict, "to": new_verdict, "tags": list(release.tags)},
+                f"{where}: {what} ({old_verdict} → {new_verdict}): {message}",
+                {
+                    "rule": rule,
+                    "from": old_verdict,
+                    "to": new_verdict,
+                    "tags": list(release.tags),
+                    "release": release.label,
+                    "message": message,
+                },
             )
         )
     return items
@@ -154,6 +175,7 @@ def compute_drift(
     previous: PreviousRun, images: Iterable[ImageInventory], releases: Iterable[Release]
 ) -> tuple[DriftItem, ...]:
     items: list[DriftItem] = []
+    images = list(images)
     for image in images:
         if image.error is None and image.image in previous.tags:
             items += tag_drift(image.image, previous.tags[image.image], image.tags)
@@ -161,5 +183,6 @@ def compute_drift(
         before = previous.verdicts.get((release.image, release.digest))
         if before:
             items += release_drift(release, before)
-    items.sort(key=lambda d: (SEVERITY_ORDER[d.severity], d.image, d.kind, d.subject))
-    return tuple(items)
+    from imgcheck.audit.causes import group_causes
+
+    return group_causes(items, {i.image: f"{i.registry}/{i.repository}" for i in images})

@@ -25,6 +25,10 @@ DriftKind = Literal[
 ]
 Severity = Literal["fail", "warn", "info"]
 SEVERITY_ORDER: dict[str, int] = {"fail": 0, "warn": 1, "info": 2}
+DriftGroup = Literal["immutable-tag", "new-cve", "regression", "warning", "change"]
+GROUP_ORDER: dict[str, int] = {"immutable-tag": 0, "new-cve": 1, "regression": 2, "warning": 3, "change": 4}
+"""Worst first: a re-pushed or deleted release needs a person; a new fail-level CVE a rebuild; then what
+regressed; then what only changed."""
 
 
 @record
@@ -93,6 +97,12 @@ class DriftItem:
     """The tag or the digest the change is about."""
     message: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    group: DriftGroup = "change"
+    """Which kind of cause this row is; rows are ordered by it (GROUP_ORDER)."""
+    releases: tuple[str, ...] = ()
+    """Every release this one cause affects (`v1.4.1`, or `consumer v1.4.1` in another image)."""
+    fix: str | None = None
+    """What a person does about it (a command where there is one): the report's to-do line."""
 
 
 @record
@@ -141,6 +151,30 @@ class AuditReport:
             counts[release.verdict.rollup().value] += 1
         return counts
 
+    @property
+    def baseline_note(self) -> str | None:
+        """Why drift was not checked, said at the top of every report; None when it was."""
+        if self.shard:
+            return None  # a shard says so itself; the merge checks drift
+        if not self.drift_checked:
+            return "no baseline: drift not checked (this run kept no history)"
+        if self.previous_run is None:
+            return (
+                "no baseline: drift not checked (the history holds no earlier complete run;"
+                " an empty or lost history looks like this)"
+            )
+        return None
+
+    def actionable(self) -> list[DriftItem]:
+        """Every failing or warning cause with a fix, worst first."""
+        return [d for d in self.drift if d.severity != "info" and d.fix]
+
+    def todo(self, lines: int = 5) -> list[DriftItem]:
+        """The causes the to-do list names: with its "N more" and "releases fail" lines, `lines` in all."""
+        room = lines - (1 if any(r.verdict in (Verdict.FAIL, Verdict.ERROR) for r in self.releases) else 0)
+        found = self.actionable()
+        return found if len(found) <= room else found[: room - 1]
+
     def drift_counts(self) -> dict[str, int]:
         counts = {"fail": 0, "warn": 0, "info": 0}
         for item in self.drift:
@@ -162,6 +196,8 @@ def check_to_dict(check: CheckResult) -> dict[str, Any]:
 
 
 def to_dict(report: AuditReport) -> dict[str, Any]:
+    from imgcheck.audit.causes import headline
+
     return {
         "schema": AUDIT_SCHEMA,
         "imgcheck_version": report.imgcheck_version,
@@ -180,8 +216,16 @@ def to_dict(report: AuditReport) -> dict[str, Any]:
                 "subject": d.subject,
                 "message": d.message,
                 "details": dict(d.details),
+                "group": d.group,
+                "releases": list(d.releases),
+                "fix": d.fix,
             }
             for d in report.drift
+        ],
+        "no_baseline": report.baseline_note,
+        "todo": [
+            {"image": d.image, "subject": d.subject, "releases": list(d.releases), "what": headline(d), "fix": d.fix}
+            for d in report.todo()
         ],
         "images": [
             {

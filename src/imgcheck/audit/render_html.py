@@ -9,7 +9,7 @@ from html import escape
 
 from imgcheck.audit.chart import render_png
 from imgcheck.audit.model import AuditReport
-from imgcheck.audit.render_markdown import human_size, short
+from imgcheck.audit.render_markdown import human_size, short, todo_lines
 from imgcheck.verdict import Verdict
 
 _CSS = """
@@ -22,6 +22,9 @@ th{background:#f4f4f4}code{font-size:.85rem}
 .warn{color:#ef6c00}.info{color:#455a64}.skip{color:#777}
 .verdict{font-size:1.2rem;font-weight:700}
 img.chart{max-width:100%;border:1px solid #eee}
+td{overflow-wrap:anywhere}.nw{white-space:nowrap;overflow-wrap:normal}
+.baseline{background:#fff3e0;border-left:4px solid #ef6c00;padding:.5rem 1rem;font-weight:600}
+#todo{background:#fff8c5;border:1px solid #d4a72c;padding:.5rem 1rem .5rem 2.5rem}#todo li{margin:.2rem 0}
 """
 
 
@@ -33,22 +36,34 @@ def _badge(verdict: str) -> str:
     return f'<span class="{_e(verdict)}">{_e(verdict)}</span>'
 
 
+def _todo(report: AuditReport) -> Iterable[str]:
+    """The same lines as the Markdown's to-do list; a fix's `command` shown as code."""
+    if report.baseline_note:
+        note = report.baseline_note
+        yield f'<p class="baseline" id="baseline">{_e(note[0].upper() + note[1:])}.</p>'
+    yield '<h2>To do</h2><ol id="todo">'
+    lines = todo_lines(report)
+    for line in lines:
+        parts = line.split("`")
+        yield "<li>" + "".join(f"<code>{_e(p)}</code>" if n % 2 else _e(p) for n, p in enumerate(parts)) + "</li>"
+    yield "</ol>" if lines else "</ol><p>Nothing to do.</p>"
+
+
 def _drift(report: AuditReport) -> Iterable[str]:
     yield "<h2>Drift</h2>"
-    if not report.drift_checked:
-        yield "<p>Not checked (no history for this run).</p>"
-        return
-    if report.previous_run is None:
-        yield "<p>First run in this history: nothing to compare with yet.</p>"
+    if report.baseline_note:
+        yield f"<p>{_e(report.baseline_note[0].upper() + report.baseline_note[1:])}.</p>"
         return
     if not report.drift:
         yield f"<p>Nothing changed since the run of {_e(report.previous_run)}.</p>"
         return
-    yield f"<p>Since the run of {_e(report.previous_run)}:</p>"
-    yield '<table id="drift"><tr><th>severity</th><th>image</th><th>change</th><th>what</th></tr>'
+    yield f"<p>Since the run of {_e(report.previous_run)}, one row per cause, worst first:</p>"
+    yield '<table id="drift"><tr><th>severity</th><th>cause</th><th>image</th><th>releases</th><th>what</th></tr>'
     for d in report.drift:
+        releases = ", ".join(f'<span class="nw">{_e(r)}</span>' for r in d.releases)
         yield (
-            f"<tr><td>{_badge(d.severity)}</td><td>{_e(d.image)}</td><td>{_e(d.kind)}</td><td>{_e(d.message)}</td></tr>"
+            f'<tr><td>{_badge(d.severity)}</td><td class="nw kind">{_e(d.kind)}</td><td class="nw">{_e(d.image)}</td>'
+            f"<td>{releases}</td><td>{_e(d.message)}</td></tr>"
         )
     yield "</table>"
 
@@ -71,9 +86,10 @@ def _releases(report: AuditReport) -> Iterable[str]:
             notes = [f"{c.rule}: {c.message}" for c in r.checks if c.verdict in (Verdict.FAIL, Verdict.ERROR)]
             if r.error:
                 notes.insert(0, r.error)
+            tags = ", ".join(f'<span class="nw">{_e(t)}</span>' for t in r.tags)
             yield (
-                f"<tr><td>{_e(r.label)}</td><td>{_e(', '.join(r.tags))}</td><td><code>{_e(short(r.digest))}</code></td>"
-                f"<td>{_e(r.created or '?')}</td><td>{_e(human_size(r.compressed_size))}</td>"
+                f'<tr><td class="nw">{_e(r.label)}</td><td>{tags}</td><td><code>{_e(short(r.digest))}</code></td>'
+                f'<td class="nw">{_e(r.created or "?")}</td><td class="nw">{_e(human_size(r.compressed_size))}</td>'
                 f"<td>{_badge(r.verdict.value)}</td><td>{'<br>'.join(_e(n) for n in notes)}</td></tr>"
             )
         yield "</table>"
@@ -93,6 +109,7 @@ def render_html(report: AuditReport) -> str:
         f"<p>{len(report.releases)} releases verified ({_e(summary)}); policy <code>{_e(report.policy)}</code>"
         + (f"; shard {_e(report.shard)}" if report.shard else "")
         + "</p>",
+        *_todo(report),
         *_drift(report),
         "<h2>Trends</h2>",
         f'<img class="chart" id="chart" alt="compressed size per release and verdicts per night" '

@@ -6,13 +6,13 @@ a value.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from imgcheck.checks._common import per_platform
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -21,7 +21,7 @@ from imgcheck.verdict import Verdict
 class Config(RuleConfig):
     non_root: bool = False
     healthcheck: bool = False
-    forbid_env: tuple[re.Pattern[str], ...] = ()
+    forbid_env: tuple[Pattern, ...] = ()
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
@@ -83,7 +83,7 @@ def _healthcheck(platform: PlatformFacts) -> Finding:
     return Finding(Verdict.PASS, f"healthcheck set ({kind})", details=details)
 
 
-def _forbid_env(platform: PlatformFacts, patterns: tuple[re.Pattern[str], ...]) -> Finding:
+def _forbid_env(platform: PlatformFacts, patterns: tuple[Pattern, ...]) -> Finding:
     env = _container_config(platform).get("Env")
     entries = [e for e in env if isinstance(e, str)] if isinstance(env, list) else []
     baked: dict[str, str] = {}

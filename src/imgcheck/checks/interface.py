@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from imgcheck.deadline import Deadline
 from imgcheck.facts import ImageFacts
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
@@ -72,7 +73,9 @@ class VerifyOptions:
     scan: bool = False
     """`--scan`: run trivy on each digest (the vulnerabilities rule), as the policy's `scan: true` does."""
     timeout: float = 90.0
-    """Global deadline in seconds for registry work."""
+    """`--timeout`: the whole run's deadline in seconds (registry, pulls, smoke, scans, checks)."""
+    deadline: Deadline | None = None
+    """That deadline, started when the command started; `pipeline.verify` starts it if None."""
     policy_dir: Path = Path(".")
     """Relative paths in the policy (keys, reports, VEX) resolve against this folder."""
     jobs: int | None = None

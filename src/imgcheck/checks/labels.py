@@ -15,6 +15,7 @@ from imgcheck import semver as _semver
 from imgcheck.checks._common import per_platform, quoted, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, PlatformFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -31,7 +32,7 @@ _RFC3339_RE = re.compile(
 @record
 class Config(RuleConfig):
     required: tuple[str, ...] = ()
-    match: Mapping[str, re.Pattern[str]] = field(default_factory=dict)
+    match: Mapping[str, Pattern] = field(default_factory=dict)
     version_matches_tag: bool = False
     created_not_in_future: bool = False
 
@@ -83,7 +84,7 @@ def _judge(
     if problems:
         return Finding(
             Verdict.FAIL,
-            f"labels: {'; '.join(problems)}; fix the labels at build time (docker/metadata-action) and push again",
+            f"{'; '.join(problems)}; fix the labels at build time (docker/metadata-action) and push again",
             details=details,
         )
     return Finding(Verdict.PASS, f"labels OK ({', '.join(_checked(config)) or 'nothing required'})", details=details)

@@ -7,20 +7,19 @@ attestations, cosign v3) and buildx attestation manifests (unsigned: accepted on
 
 from __future__ import annotations
 
-import re
-
 from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
 from imgcheck.checks.signature import TrustConfig, collect_signed
 from imgcheck.facts import ImageFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
 
 @record
 class Config(TrustConfig):
-    builder: re.Pattern[str] | None = None
+    builder: Pattern | None = None
     """Full match against the builder id."""
-    source: re.Pattern[str] | None = None
+    source: Pattern | None = None
     """Full match against a source URI or its bare `host/owner/repo` form."""
     require_signed: bool = True
     """buildx provenance is unsigned; set false to accept it (its binding is then only the registry's)."""

@@ -8,13 +8,13 @@ signed on the index digest (cosign signs the index unless --recursive), so that 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Keyless:
     issuer: str
     """OIDC issuer, exact (e.g. https://token.actions.githubusercontent.com)."""
-    identity: re.Pattern[str]
+    identity: Pattern
     """Full match against the certificate SAN (the workflow URI for GitHub Actions)."""
     require_sct: bool = True
     """The certificate must carry an SCT that verifies with a CT log of the trusted root (false: a

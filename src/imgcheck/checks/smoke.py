@@ -20,6 +20,7 @@ from imgcheck.engine.run import RunResult, RunSpec, is_exec_failure
 from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.fields import FieldError
+from imgcheck.policy.patterns import PatternError, compile_pattern, escape
 from imgcheck.policy.types import ByteSize, format_bytes, format_duration
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
@@ -49,7 +50,7 @@ class Config(RuleConfig):
     """Appended to the entrypoint (or to `command`); they replace the image's CMD."""
     expect_exit: int = 0
     expect_output: str | None = None
-    """Regex searched in stdout+stderr; `{version}` is the image's version label, regex-escaped."""
+    """RE2 pattern searched in stdout+stderr; `{version}` is the image's version label, escaped."""
     timeout: timedelta = timedelta(seconds=30)
     memory: ByteSize = DEFAULT_MEMORY
     pids: int = 128
@@ -83,8 +84,8 @@ class Config(RuleConfig):
             )
         if self.expect_output is not None:
             try:
-                re.compile(self.expect_output.replace("{version}", "v"))
-            except re.error as exc:
+                compile_pattern(self.expect_output.replace("{version}", "v"))
+            except PatternError as exc:
                 raise FieldError(
                     "expect_output", f"smoke `expect_output` {self.expect_output!r} is not a valid regex: {exc}"
                 ) from None
@@ -115,6 +116,7 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> SmokeEvid
         only_platform=ctx.options.platform,
         progress=ctx.progress,
         pulls=shared_pulls(ctx),
+        deadline=ctx.options.deadline,
     )
 
 
@@ -127,6 +129,7 @@ def measure_uncompressed(ctx: CollectContext, facts: ImageFacts) -> Mapping[str,
         only_platform=ctx.options.platform,
         progress=ctx.progress,
         pulls=shared_pulls(ctx),
+        deadline=ctx.options.deadline,
     )
     return evidence.uncompressed_sizes
 
@@ -229,17 +232,17 @@ def judge(
                 f"exited {result.exit_code}, but expect_output uses {{version}} and the image has no "
                 f"{VERSION_LABEL} label: add the label at build time or drop {{version}} from expect_output"
             )
-        pattern = pattern.replace("{version}", re.escape(version))
+        pattern = pattern.replace("{version}", escape(version))
     try:
-        found = re.search(pattern, result.output)
-    except re.error as exc:
+        found = compile_pattern(pattern).search(result.output)
+    except PatternError as exc:
         return Verdict.ERROR, f"expect_output {config.expect_output!r} is not a valid regular expression: {exc}"
     if found is None:
         return Verdict.FAIL, (
             f"exited {result.exit_code} but its output does not match /{pattern}/ (last output: {last}); "
             "the image may report a different version than its label"
         )
-    return Verdict.PASS, f"exited {result.exit_code} and printed {found.group(0).strip()[:LINE_CHARS]!r}"
+    return Verdict.PASS, f"exited {result.exit_code} and printed {found.strip()[:LINE_CHARS]!r}"
 
 
 def _timed_out(result: RunResult, config: Config, last: str) -> str:

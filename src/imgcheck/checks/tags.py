@@ -15,7 +15,6 @@ a verify of one image: nothing to compare, a pass.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping, Sequence
@@ -25,6 +24,7 @@ from imgcheck import semver as _semver
 from imgcheck.checks._common import is_cosign_tag, quoted, short, tags_of
 from imgcheck.checks.interface import Finding, RuleConfig, RuleSpec, RunContext
 from imgcheck.facts import ImageFacts, TagFacts
+from imgcheck.policy.patterns import Pattern
 from imgcheck.record import record
 from imgcheck.verdict import Verdict
 
@@ -33,7 +33,7 @@ REVISION_LABEL = "org.opencontainers.image.revision"
 
 @record
 class Config(RuleConfig):
-    required: tuple[re.Pattern[str], ...] = ()
+    required: tuple[Pattern, ...] = ()
     latest_is_highest: bool = False
     latest_is_newest: bool = False
     consistent_across_images: bool = False
@@ -52,7 +52,7 @@ def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
     return findings or [Finding(Verdict.PASS, "no tag checks configured")]
 
 
-def _required(facts: ImageFacts, patterns: Sequence[re.Pattern[str]]) -> Finding:
+def _required(facts: ImageFacts, patterns: Sequence[Pattern]) -> Finding:
     tags = tags_of(facts)
     matched = {p.pattern: sorted(t for t in tags if p.fullmatch(t)) for p in patterns}
     missing = [pattern for pattern, hits in matched.items() if not hits]
@@ -260,7 +260,7 @@ def _release_key(facts: ImageFacts, config: Config, mode: str) -> Hashable:
 
 def _show(key: Hashable) -> str:
     if key is None:
-        return "nothing to compare"
+        return "none"
     if isinstance(key, frozenset):
         return quoted(str(k) for k in key)
     return str(key)
@@ -334,7 +334,7 @@ def _compare(facts: ImageFacts, config: Config, images: Mapping[str, ImageFacts]
     if len(ranked) == 1:
         return Finding(Verdict.PASS, f"all {len(keys)} images carry {what} {_show(mine)}", details=details)
     if has_majority and mine == majority and mine is not None:
-        odd = [f"{n} ({_show(k)})" for n, k in keys.items() if k != majority]
+        odd = [f"{n} ({_show(k) if k is not None else 'no ' + what})" for n, k in keys.items() if k != majority]
         return Finding(
             Verdict.PASS,
             f"{facts.name} carries {what} {_show(mine)} like most images; odd one out: {', '.join(odd)} "
@@ -343,8 +343,9 @@ def _compare(facts: ImageFacts, config: Config, images: Mapping[str, ImageFacts]
         )
     if has_majority and majority is not None:
         peers = [n for n, k in keys.items() if k == majority]
+        carries = f"it carries no {what}" if mine is None else f"its {what} is {_show(mine)}"
         message = (
-            f"{facts.name} is the odd image out: its {what} is {_show(mine)}, but {', '.join(peers)} carry "
+            f"{facts.name} is the odd image out: {carries}, but {', '.join(peers)} carry "
             f"{_show(majority)}; tag {facts.name} with the same release"
         )
     else:

@@ -179,13 +179,9 @@ def _scans(ctx: CollectContext, facts: ImageFacts, config: Config) -> tuple[vuln
 
 
 def scan_time_left(ctx: CollectContext) -> float:
-    """Seconds the run's deadline leaves a scan: the one place to wire a whole-run deadline to (an
-    options `deadline` in time.monotonic() seconds when the options carry one, else the registry's)."""
-    import time
-
-    deadline = getattr(ctx.options, "deadline", None)
-    if isinstance(deadline, float):
-        return deadline - time.monotonic()
+    """Seconds the run's deadline (`--timeout`, imgcheck.deadline) leaves a scan; else the registry's."""
+    if ctx.options.deadline is not None:
+        return ctx.options.deadline.remaining()
     return ctx.registry.time_left()
 
 

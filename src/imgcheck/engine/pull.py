@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from imgcheck.deadline import Deadline
 from imgcheck.engine.client import Engine
-from imgcheck.errors import EngineError
+from imgcheck.errors import EngineError, ImgcheckError
 from imgcheck.policy.types import format_bytes
 from imgcheck.record import record
 
@@ -29,10 +30,16 @@ class PulledImage:
 
 
 def pull_by_digest(
-    engine: Engine, reference: str, progress: Callable[[str], None], label: str | None = None
+    engine: Engine,
+    reference: str,
+    progress: Callable[[str], None],
+    label: str | None = None,
+    *,
+    deadline: Deadline | None = None,
 ) -> PulledImage:
     """Make `reference` present; a digest reference only, so the engine checks the bytes it gets.
-    `label` names the image in progress lines (default: the reference)."""
+    `label` names the image in progress lines (default: the reference). Past `deadline` the pull is
+    abandoned (the engine cancels it when the stream closes) with DeadlineExceeded."""
     if "@sha256:" not in reference:
         raise ValueError(f"refusing to pull {reference!r}: imgcheck pulls by digest only")
     label = label or reference
@@ -41,7 +48,7 @@ def pull_by_digest(
     if existing is not None:
         progress(f"{label}: already present in the engine, not pulled")
         return PulledImage(reference, str(existing["Id"]), int(existing["Size"]), True)
-    _stream_pull(engine, reference, progress, label)
+    _stream_pull(engine, reference, progress, label, deadline or Deadline.unlimited())
     pulled = inspect_image(engine, reference)
     if pulled is None:
         raise EngineError(f"the engine reported pulling {reference} but does not have it afterwards")
@@ -80,24 +87,61 @@ def release(engine: Engine, image: PulledImage, *, keep: bool, progress: Callabl
         progress(f"warning: could not remove {image.reference} from the engine: {reason}")
 
 
-def _stream_pull(engine: Engine, reference: str, progress: Callable[[str], None], label: str) -> None:
+def _stream_pull(
+    engine: Engine, reference: str, progress: Callable[[str], None], label: str, deadline: Deadline
+) -> None:
     from docker.errors import APIError
+    from urllib3.exceptions import HTTPError
 
     meter = _PullMeter(label, progress)
+    doing = f"pulling {label}"
+    deadline.check(f"waiting to pull {label}")
+    response = None
     try:
-        for event in engine.client.api.pull(reference, stream=True, decode=True):
+        response = _open_pull(engine.client.api, reference, deadline)
+        for event in engine.client.api._stream_helper(response, decode=True):
+            if deadline.expired():
+                raise deadline.exceeded(doing)
             if "error" in event:
                 raise EngineError(
                     f"the engine could not pull {reference}: {str(event['error'])[:300]}",
                     hint="check that the engine can reach the registry; a private one needs `docker login`",
                 )
             meter.update(event)
-    except (APIError, OSError) as exc:
+    except (APIError, OSError, HTTPError) as exc:
+        if deadline.expired():
+            raise deadline.exceeded(doing) from None
         raise EngineError(
             f"the engine could not pull {reference}: {getattr(exc, 'explanation', None) or exc}",
             hint="check that the engine can reach the registry; a private one needs `docker login`",
         ) from None
+    finally:
+        if response is not None:
+            response.close()  # early (deadline, error): the engine cancels a pull whose client went away
     meter.report(force=True)
+
+
+def _open_pull(api: Any, reference: str, deadline: Deadline) -> Any:
+    """docker-py's `pull(stream=True)`, but with a read timeout: its own waits forever on a pull that
+    stalls (timeout=None), so a hung registry behind the engine would outlive any deadline."""
+    from docker import auth, utils
+
+    repository, tag = utils.parse_repository_tag(reference)
+    registry, _name = auth.resolve_repository_name(repository)
+    headers = {}
+    header = auth.get_config_header(api, registry)
+    if header:
+        headers["X-Registry-Auth"] = header
+    read_timeout = min(float(api.timeout), deadline.remaining()) if deadline.remaining() > 0 else 0.001
+    response = api._post(
+        api._url("/images/create"),
+        params={"fromImage": repository, "tag": tag},
+        headers=headers,
+        stream=True,
+        timeout=read_timeout,
+    )
+    api._raise_for_status(response)
+    return response
 
 
 class _PullMeter:
@@ -155,7 +199,14 @@ class SharedPulls:
         self._entries: dict[str, _SharedPull] = {}
         self._closed = False
 
-    def acquire(self, engine: Engine, reference: str, progress: Callable[[str], None], label: str) -> PulledImage:
+    def acquire(
+        self,
+        engine: Engine,
+        reference: str,
+        progress: Callable[[str], None],
+        label: str,
+        deadline: Deadline | None = None,
+    ) -> PulledImage:
         """The image present in the engine (pulled by this call or by another user of its digest)."""
         digest = reference.rsplit("@", 1)[-1]
         while True:
@@ -166,23 +217,25 @@ class SharedPulls:
                     entry = self._entries[digest] = _SharedPull(reference, label)
                 entry.users += 1
             if owner:
-                return self._pull(entry, engine, progress)
+                return self._pull(entry, engine, progress, deadline)
             progress(f"{label}: the same digest as {entry.label}, pulled once for both")
             entry.done.wait()
             if entry.image is not None:
                 return entry.image
             if entry.reference == reference:
-                raise EngineError(entry.error or f"the engine could not pull {reference}")
+                raise entry.failure or EngineError(f"the engine could not pull {reference}")
             # that pull was from another repository: this reference gets its own attempt
 
-    def _pull(self, entry: _SharedPull, engine: Engine, progress: Callable[[str], None]) -> PulledImage:
+    def _pull(
+        self, entry: _SharedPull, engine: Engine, progress: Callable[[str], None], deadline: Deadline | None
+    ) -> PulledImage:
         try:
-            entry.image = pull_by_digest(engine, entry.reference, progress, entry.label)
+            entry.image = pull_by_digest(engine, entry.reference, progress, entry.label, deadline=deadline)
             if self._closed:  # the run ended (Ctrl-C) while this pull went on: run nothing, leave nothing
                 release(engine, entry.image, keep=self._keep, progress=progress)
                 raise EngineError("the run was interrupted")
-        except EngineError as exc:
-            entry.error = str(exc)
+        except ImgcheckError as exc:  # the engine's refusal, or the run's deadline: its waiters get it too
+            entry.failure = exc
             with self._lock:
                 if self._entries.get(entry.digest) is entry:
                     del self._entries[entry.digest]
@@ -242,4 +295,4 @@ class _SharedPull:
         self.users = 0
         self.released = 0
         self.image: PulledImage | None = None
-        self.error: str | None = None
+        self.failure: ImgcheckError | None = None

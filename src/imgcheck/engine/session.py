@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
+from imgcheck.deadline import Deadline
 from imgcheck.engine.client import QEMU_NAMES, Engine, connect
 from imgcheck.engine.pull import PulledImage, SharedPulls
 from imgcheck.engine.run import RunResult, RunSpec, run_locked_down
@@ -56,17 +57,22 @@ def smoke_image(
     only_platform: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     pulls: SharedPulls | None = None,
+    deadline: Deadline | None = None,
 ) -> SmokeEvidence:
     """Pull each runnable platform by digest, measure it, run `spec` (None: measure only), clean up.
 
     `pulls` shares pulls with the run's other images (default: this image's own, removed after use).
     Raises EngineError when no engine answers; a failure on one platform is recorded for it alone.
+    Raises DeadlineExceeded when the run's deadline stops a pull or a run (the container and the
+    image it pulled are removed first).
     """
+    deadline = deadline or Deadline.unlimited()
+    deadline.check(f"waiting to pull {facts.name}")
     engine = connect()
     pulls = pulls or SharedPulls({}, keep=keep_images, progress=progress)
     try:
         runs = tuple(
-            _one_platform(engine, facts, p, spec, pulls, progress)
+            _one_platform(engine, facts, p, spec, pulls, progress, deadline)
             for p in facts.platforms
             if only_platform is None or p.platform == only_platform
         )
@@ -82,6 +88,7 @@ def _one_platform(
     spec: RunSpec | None,
     pulls: SharedPulls,
     progress: Callable[[str], None],
+    deadline: Deadline,
 ) -> PlatformRun:
     reference = f"{facts.registry}/{facts.repository}@{platform.manifest_digest}"
     base = PlatformRun(platform.platform, platform.manifest_digest, reference)
@@ -90,11 +97,11 @@ def _one_platform(
         return replace(base, skipped=_why_not_runnable(engine, platform.platform))
     try:
         label = f"{facts.name} {platform.platform} ({platform.manifest_digest[:19]})"
-        pulled = pulls.acquire(engine, reference, progress, label)
+        pulled = pulls.acquire(engine, reference, progress, label, deadline)
     except EngineError as exc:
         return replace(base, error=str(exc), emulated=emulated)
     try:
-        result = _run(engine, pulled, spec, progress, facts.name, platform.platform)
+        result = _run(engine, pulled, spec, progress, facts.name, platform.platform, deadline)
     except EngineError as exc:
         return replace(base, error=str(exc), uncompressed_size=pulled.size, emulated=emulated)
     finally:
@@ -109,11 +116,18 @@ def _run(
     progress: Callable[[str], None],
     name: str,
     platform: str,
+    deadline: Deadline,
 ) -> RunResult | None:
     if spec is None:
         return None
-    progress(f"smoke {name} ({platform}): running locked down, timeout {spec.timeout:g} s")
-    result = run_locked_down(engine, pulled.reference, spec)
+    doing = f"running {name} ({platform})"
+    deadline.check(f"waiting to run {name} ({platform})")
+    cut = deadline.cuts(spec.timeout)  # the run's end comes first: a timeout then is the run's, not the image's
+    bounded = replace(spec, timeout=deadline.bound(spec.timeout)) if cut else spec
+    progress(f"smoke {name} ({platform}): running locked down, timeout {bounded.timeout:g} s")
+    result = run_locked_down(engine, pulled.reference, bounded)
+    if cut and result.timed_out:
+        raise deadline.exceeded(doing)
     ended = "timed out" if result.timed_out else f"exited {result.exit_code}"
     progress(f"smoke {name} ({platform}): {ended} after {result.seconds:.1f} s")
     return result

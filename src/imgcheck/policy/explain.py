@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from imgcheck.checks import load_rules
 from imgcheck.checks.interface import RuleConfig
 from imgcheck.policy.model import Policy
+from imgcheck.policy.patterns import Pattern
 from imgcheck.policy.types import ByteSize, Percent, format_duration
 
 
@@ -65,8 +65,6 @@ def _non_default_items(obj: Any, skip: tuple[str, ...] = ()) -> list[str]:
 
 
 def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, re.Pattern) and isinstance(b, re.Pattern):
-        return bool(a.pattern == b.pattern)
     try:
         return bool(a == b) and type(a) is type(b)
     except Exception:  # exotic values compare badly: show them
@@ -87,7 +85,7 @@ def render(value: Any) -> str:
         return format_duration(value.total_seconds())
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, re.Pattern):
+    if isinstance(value, Pattern):
         return f"/{value.pattern}/"
     if isinstance(value, tuple | list):
         return "[" + ", ".join(render(v) for v in value) + "]"

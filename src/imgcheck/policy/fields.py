@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from imgcheck.errors import PolicyError
+from imgcheck.policy.patterns import Pattern, PatternError, compile_pattern
 from imgcheck.policy.types import ByteSize, Percent, parse_duration_seconds
 from imgcheck.policy.yamltree import Map, Node, Scalar, Seq, did_you_mean, fail, kind, show
 
@@ -86,7 +87,7 @@ def parse_value(tp: Any, node: Node) -> Any:
         return _parse_tuple(get_args(tp), node)
     if origin in _MAPPING_ORIGINS:
         return _parse_mapping(get_args(tp), node)
-    if origin is re.Pattern or tp is re.Pattern:
+    if tp is Pattern:
         return _parse_regex(node)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(node, Map):
@@ -111,7 +112,9 @@ def check_annotation(tp: Any) -> None:
         for arg in args[1:] if origin in _MAPPING_ORIGINS else args:
             check_annotation(arg)
         return
-    if origin is Literal or origin is re.Pattern or tp is re.Pattern:
+    if origin is re.Pattern or tp is re.Pattern:
+        raise TypeError("a policy pattern is imgcheck.policy.patterns.Pattern (RE2, linear time), not re.Pattern")
+    if origin is Literal or tp is Pattern:
         return
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         for name in init_fields(tp):
@@ -162,12 +165,12 @@ def _parse_mapping(args: tuple[Any, ...], node: Node) -> dict[str, Any]:
     return {key: parse_value(value_type, value) for key, value in node.entries.items()}
 
 
-def _parse_regex(node: Node) -> re.Pattern[str]:
+def _parse_regex(node: Node) -> Pattern:
     if not isinstance(node, Scalar) or not isinstance(node.value, str):
         fail(node.loc, f"expected a regular expression string, got {kind(node)}", "quote it: '...'")
     try:
-        return re.compile(node.value)
-    except (re.error, RecursionError, OverflowError) as exc:
+        return compile_pattern(node.value)
+    except PatternError as exc:
         fail(node.loc, f"bad regular expression {show(node.value)}: {exc}")
 
 
@@ -219,8 +222,10 @@ def _duration(node: Scalar) -> dt.timedelta:
         fail(node.loc, f"expected a duration, got {kind(node)}", "like 30s, 15m, 24h or 7d")
     try:
         return dt.timedelta(seconds=parse_duration_seconds(value))
-    except (ValueError, OverflowError) as exc:
-        fail(node.loc, f"bad duration: {exc}", "like 30s, 15m, 24h or 7d")
+    except ValueError as exc:  # its message already gives the examples: they are said once
+        fail(node.loc, f"bad duration: {exc}")
+    except OverflowError:
+        fail(node.loc, f"bad duration: {value!r} is too long", "like 30s, 15m, 24h or 7d")
 
 
 def _date(node: Scalar) -> dt.date:

@@ -1,8 +1,8 @@
 """Value types the policy loader parses from YAML by a config dataclass's annotations.
 
 Supported annotations in a rule's `Config`: str, int, float, bool, `ByteSize`, `Percent`,
-`datetime.timedelta` (durations `30s`, `15m`, `24h`, `7d`), `datetime.date`, `re.Pattern[str]`
-(compiled; rules use `fullmatch`), `Literal[...]`, `X | None`, `tuple[X, ...]` (from a YAML list),
+`datetime.timedelta` (durations `30s`, `15m`, `24h`, `7d`), `datetime.date`, `patterns.Pattern`
+(compiled by RE2 at load time; rules use `fullmatch`), `Literal[...]`, `X | None`, `tuple[X, ...]` (from a YAML list),
 `Mapping[str, X]` (from a YAML mapping), and nested frozen dataclasses.
 """
 

@@ -25,6 +25,7 @@ from imgcheck.registry.reference import Reference
 from imgcheck.registry.transport import Reply, Transport
 
 if TYPE_CHECKING:
+    from imgcheck.deadline import Deadline
     from imgcheck.registry.auth import Authenticator
     from imgcheck.registry.credentials import CredentialStore
 
@@ -108,10 +109,12 @@ class RegistryClient:
         env: Mapping[str, str] | None = None,
         max_manifest_bytes: int = MAX_MANIFEST_BYTES,
         schemes: Mapping[str, str] | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
-        """`timeout` bounds the whole run of this client; `docker_config`/`env` override where
-        credentials are looked up (default: $DOCKER_CONFIG or ~/.docker/config.json, os.environ);
-        `schemes` maps a registry host to `http` or `https` as `--registry` asked."""
+        """`timeout` bounds the whole run of this client (`deadline`: the run's own clock, when given);
+        `docker_config`/`env` override where credentials are looked up (default: $DOCKER_CONFIG or
+        ~/.docker/config.json, os.environ); `schemes` maps a registry host to `http` or `https` as
+        `--registry` asked."""
         self._max_manifest_bytes = max_manifest_bytes
         self._transport = Transport(
             insecure=insecure,
@@ -122,6 +125,7 @@ class RegistryClient:
             max_attempts=max_attempts,
             backoff=backoff,
             progress=progress,
+            deadline=deadline,
         )
         self._env, self._docker_config = env, docker_config
         self._auth_lock = threading.Lock()
@@ -150,7 +154,10 @@ class RegistryClient:
                 from imgcheck.registry.credentials import CredentialStore
 
                 self._credentials = CredentialStore(
-                    env=self._env, config_path=self._docker_config, note=self._transport.note
+                    env=self._env,
+                    config_path=self._docker_config,
+                    note=self._transport.note,
+                    deadline=self._transport.deadline,
                 )
                 self._authenticator = Authenticator(self._transport, self._credentials)
             return self._authenticator, self._credentials

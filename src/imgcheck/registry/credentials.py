@@ -17,6 +17,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from imgcheck.deadline import Deadline, run_process
 from imgcheck.record import record
 
 GHCR = "ghcr.io"
@@ -63,7 +64,9 @@ class CredentialStore:
         env: Mapping[str, str] | None = None,
         config_path: Path | None = None,
         note: Callable[[str], None] | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
+        self._deadline = deadline or Deadline.unlimited()
         self._env = env if env is not None else os.environ
         self._config_path = config_path
         self._note = note or (lambda _msg: None)
@@ -122,12 +125,12 @@ class CredentialStore:
             self._note(f"Docker credential helper docker-credential-{name} is not installed; going anonymous")
             return None
         try:
-            done = subprocess.run(
+            done = run_process(
+                self._deadline,
                 [binary, "get"],
-                input=server.encode(errors="replace"),  # a JSON key may hold a lone surrogate
-                capture_output=True,
+                doing=f"asking docker-credential-{name} for {_normalize(server)}",
                 timeout=HELPER_TIMEOUT,
-                check=False,
+                input=server.encode(errors="replace"),  # a JSON key may hold a lone surrogate
             )
         except (OSError, subprocess.TimeoutExpired):
             self._note(f"docker-credential-{name} did not answer for {_normalize(server)}; going anonymous")

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import SplitResult, quote, urlencode, urljoin, urlsplit
 
+from imgcheck.deadline import Deadline
 from imgcheck.errors import RegistryError
 from imgcheck.record import record
 from imgcheck.registry.connections import ConnectionPool, Lease
@@ -138,12 +139,13 @@ class Transport:
         backoff: float = 0.5,
         retry_after_cap: float = 20.0,
         progress: Callable[[str], None] | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.insecure = insecure
         self.schemes = dict(schemes or {})
         """Registry host -> `http`/`https` chosen on the command line; others: HTTPS unless loopback/insecure."""
-        self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.deadline = deadline or Deadline(timeout)
+        self.timeout = self.deadline.seconds
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_attempts = max(1, max_attempts)
@@ -170,7 +172,7 @@ class Transport:
         self._pool.close()
 
     def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline.remaining()
 
     @property
     def connections_opened(self) -> int:
@@ -225,8 +227,13 @@ class Transport:
 
     def _sleep(self, seconds: float, what: str, reason: str) -> None:
         if seconds >= self.remaining():
+            if self.remaining() < 0.05:  # a read timed out at the deadline (its timeout was what was left)
+                raise RegistryError(
+                    self.deadline.message(f"reading {what} ({reason})"),
+                    hint="the registry did not answer in time: check that it is healthy, or raise --timeout",
+                )
             raise RegistryError(
-                f"{what}: gave up ({reason}); the {self.timeout:g} s deadline would pass before a retry",
+                f"{what}: gave up ({reason}); the deadline of {self.timeout:g} s would pass before a retry",
                 hint="the registry is overloaded or failing; retry later",
             )
         self.note(f"{what}: {reason}, retrying in {seconds:.1f} s")
@@ -236,8 +243,8 @@ class Transport:
         left = self.remaining()
         if left <= 0:
             raise RegistryError(
-                f"{what}: {host} did not finish within the {self.timeout:g} s deadline",
-                hint=f"check that {host} is healthy, or raise the timeout",
+                self.deadline.message(f"reading {what} ({host} did not finish)"),
+                hint=f"check that {host} is healthy, or raise --timeout",
             )
         return min(self.connect_timeout, left), min(self.read_timeout, left)
 
@@ -401,8 +408,8 @@ class Transport:
                 chunks.append(chunk)
                 if self.remaining() <= 0:
                     raise RegistryError(
-                        f"{what}: {host} was still sending when the {self.timeout:g} s deadline passed",
-                        hint=f"check that {host} is healthy, or raise the timeout",
+                        self.deadline.message(f"reading {what} ({host} was still sending)"),
+                        hint=f"check that {host} is healthy, or raise --timeout",
                     )
         except (http.client.HTTPException, OSError) as exc:
             raise _Retryable(f"body cut short after {total} bytes ({type(exc).__name__})") from None

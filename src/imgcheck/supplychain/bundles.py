@@ -8,13 +8,13 @@ as `unsupported` outcomes that name the limit, so the rule says `error`, never `
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from imgcheck import jsontext
+from imgcheck.policy.patterns import compile_pattern
 from imgcheck.supplychain.dsse import INTOTO_PAYLOAD_TYPE, MalformedError, matching_subject, parse_statement
 from imgcheck.supplychain.outcome import Outcome, Trust
 
@@ -32,7 +32,7 @@ class IdentityPolicy:
 
     def __init__(self, issuer: str, identity: str) -> None:
         self.issuer = issuer
-        self.identity = re.compile(identity)
+        self.identity = compile_pattern(identity)
 
     def verify(self, cert: Any) -> None:
         from sigstore.errors import VerificationError

@@ -127,13 +127,14 @@ def issuer(cert: Any) -> str | None:
 
 def identity_problem(cert: Any, want_issuer: str, want_identity: str) -> str | None:
     """Why the certificate's issuer or identity is not the policy's (None when both match)."""
+    from imgcheck.policy.patterns import compile_pattern
     from imgcheck.supplychain.bundles import certificate_sans
 
     found = issuer(cert)
     if found != want_issuer:
         return f"certificate issuer is {found!r}, policy wants {want_issuer!r}"
     sans = certificate_sans(cert)
-    pattern = re.compile(want_identity)
+    pattern = compile_pattern(want_identity)  # RE2: the SAN is the signer's text
     if not any(pattern.fullmatch(san) for san in sans):
         return f"certificate identity {sorted(sans)} does not fully match {want_identity!r}"
     return None

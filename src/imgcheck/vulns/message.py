@@ -72,6 +72,8 @@ def age_text(reports: list[ScanReport], now: datetime) -> str:
     span = ages[0] if len(set(ages)) == 1 else ", ".join(dict.fromkeys(ages))
     noun = "report" if len(dated) == 1 else f"{len(dated)} reports"
     via = " (age from file time)" if any(r.created_from == "file time" for r in dated) else ""
+    if span == "under a second":  # "report 0 s old" is no sentence
+        return f"{noun} written just now{via}"
     return f"{noun} {span} old{via}"
 
 
