@@ -1,32 +1,35 @@
 #!/usr/bin/env python3
-"""Benchmark: a full `imgcheck verify` with the smoke rule costs about what the work itself costs.
+"""Benchmark: `imgcheck verify` with the smoke rule overlaps its three pulls and runs, as a person would by hand.
 
-Three k2 images (each with a ~30 MB incompressible layer) in a local registry, one Docker engine
-(the one DOCKER_HOST names, else Debian's dockerd started here). In the same run, cold engine cache
-each time (no image of the three present before a measurement), it times:
+Three k2 images (each with an incompressible layer of --layer-mb MB) in a local registry, one Docker
+engine (the one DOCKER_HOST names, else Debian's dockerd started here). In the same run, cold engine
+cache before each measurement (no image of the three present), in an order that rotates every round:
   (a) `imgcheck verify latest` with smoke (pull by digest, locked-down `--version`, cleanup) and
-      `size.max_uncompressed` (read from the same pull);
-  (b) by hand, for the same three: `docker pull IMAGE` + `docker run --rm <same lockdown> IMAGE --version`
-      (the `docker rmi` after it is timed separately: imgcheck's own cleanup is inside its time).
-  (c) the engine phase of (a) alone, in-process: `smoke_image` over facts gathered beforehand (pull by
-      digest, measure, run locked down, remove), to separate imgcheck's fixed start-up and registry
-      reads from what it adds to the engine work.
-Prints medians and the ratios (a) / (b) (target <= 1.05) and (c) / (b).
+      `size.max_uncompressed` (read from the same pull), images at once (the default --jobs: one per
+      image up to the engine's CPU count), and (a3) the same with `--jobs 3`;
+  (b) the sequential hand procedure: `docker pull IMAGE` then `docker run --rm <same lockdown> IMAGE
+      --version`, one image after another (the `docker rmi` after it is timed separately: imgcheck's
+      own cleanup is inside its time);
+  (c) the same commands started concurrently by hand: three `docker pull && docker run` chains at once;
+  (d) the engine phase of (a) alone, in-process: `smoke_image` for the three images on threads (as the
+      pipeline runs them), over facts gathered beforehand.
+Prints medians and the ratios (a) / (b) (target <= 0.8) and (a) / (c) (target <= 1.1), per layer size.
 
-    python bench/smoke.py [--reps 5] [--layer-mb 30]
+    python bench/smoke.py [--reps 5] [--layer-mb 30 150]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +43,15 @@ from fixtures.k2 import K2_NAMES, push_k2_image, repository  # noqa: E402
 from imgcheck.engine.run import RunSpec  # noqa: E402
 from imgcheck.engine.session import smoke_image  # noqa: E402
 from imgcheck.facts import ImageFacts  # noqa: E402
-from imgcheck.gather import Gatherer  # noqa: E402
+from imgcheck.gather import Gatherer, parallel_map  # noqa: E402
 from imgcheck.registry.client import RegistryClient  # noqa: E402
 from imgcheck.registry.reference import parse_reference  # noqa: E402
 from imgcheck.testing.engine_server import ensure_engine  # noqa: E402
 from imgcheck.testing.push import Pusher  # noqa: E402
 from imgcheck.testing.registry_server import RegistryServer, start_registry  # noqa: E402
 
-RATIO_TARGET = 1.05
+SEQUENTIAL_TARGET = 0.8
+CONCURRENT_TARGET = 1.1
 SMOKE_POLICY = """\
 version: 1
 registry: 127.0.0.1:5000
@@ -121,113 +125,162 @@ def gather_facts(refs: Sequence[str]) -> list[ImageFacts]:
 
 
 def engine_phase(facts: Sequence[ImageFacts]) -> float:
-    """(c): the smoke edge alone, as the pipeline calls it for each image."""
+    """(d): the smoke edge alone, the three images on threads as the pipeline runs them."""
     spec = RunSpec(args=("--version",), timeout=30.0)
-    start = time.perf_counter()
-    for image in facts:
+
+    def one(image: ImageFacts) -> None:
         evidence = smoke_image(image, spec)
         if any(r.result is None or r.result.exit_code != 0 for r in evidence.runs):
             raise RuntimeError(f"smoke of {image.name} did not exit 0: {evidence}")
+
+    start = time.perf_counter()
+    parallel_map(one, list(facts), len(facts))
     return time.perf_counter() - start
+
+
+def by_hand_sequential(docker: str, refs: Sequence[str]) -> float:
+    """(b): pull then run, image after image (the seed's hand procedure)."""
+    spent = 0.0
+    for ref in refs:
+        spent += run([docker, "pull", "-q", ref])
+        spent += run([docker, "run", "--rm", *LOCKDOWN_FLAGS, ref, "--version"])
+    return spent
+
+
+def by_hand_concurrent(docker: str, refs: Sequence[str]) -> float:
+    """(c): the same commands, one `pull && run` chain per image, all three started at once."""
+    chains = [
+        shlex.join([docker, "pull", "-q", ref])
+        + " && "
+        + shlex.join([docker, "run", "--rm", *LOCKDOWN_FLAGS, ref])
+        + " --version"
+        for ref in refs
+    ]
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(["sh", "-c", chain], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=run_env())
+        for chain in chains
+    ]
+    failed = [(p.wait(), p.stderr.read() if p.stderr else b"") for p in procs]
+    elapsed = time.perf_counter() - start
+    for code, err in failed:
+        if code != 0:
+            raise RuntimeError(f"a concurrent pull && run exited {code}: {err.decode(errors='replace')[:400]}")
+    return elapsed
 
 
 @dataclass(frozen=True)
 class Sample:
     imgcheck: float
-    by_hand: float
+    imgcheck_jobs3: float
+    sequential: float
+    concurrent: float
     rmi: float
     engine_phase: float
 
 
-def one_round(
-    verify: list[str], docker: str, refs: Sequence[str], facts: Sequence[ImageFacts], imgcheck_first: bool
-) -> Sample:
-    def ours() -> float:
-        make_cold(docker, refs)
-        return run(verify)
+def one_round(verify: list[str], docker: str, refs: Sequence[str], facts: Sequence[ImageFacts], turn: int) -> Sample:
+    """Every measurement once, cold, starting with a different one each round (the page cache and the
+    engine's state favour whatever runs later)."""
+    times: dict[str, float] = {}
 
-    def phase() -> float:
-        make_cold(docker, refs)
-        return engine_phase(facts)
+    def cold(name: str, measure: Callable[[], float]) -> Callable[[], None]:
+        def go() -> None:
+            make_cold(docker, refs)
+            times[name] = measure()
+            if name == "sequential":
+                times["rmi"] = sum(run([docker, "rmi", ref]) for ref in refs)
 
-    def theirs() -> tuple[float, float]:
-        make_cold(docker, refs)
-        spent = 0.0
-        for ref in refs:
-            spent += run([docker, "pull", "-q", ref])
-            spent += run([docker, "run", "--rm", *LOCKDOWN_FLAGS, ref, "--version"])
-        rmi = sum(run([docker, "rmi", ref]) for ref in refs)
-        return spent, rmi
+        return go
 
-    if imgcheck_first:
-        a, c = ours(), phase()
-        b, rmi = theirs()
-    else:
-        b, rmi = theirs()
-        a, c = ours(), phase()
-    return Sample(a, b, rmi, c)
+    steps = [
+        cold("imgcheck", lambda: run(verify)),
+        cold("imgcheck_jobs3", lambda: run([*verify, "--jobs", "3"])),
+        cold("sequential", lambda: by_hand_sequential(docker, refs)),
+        cold("concurrent", lambda: by_hand_concurrent(docker, refs)),
+        cold("engine_phase", lambda: engine_phase(facts)),
+    ]
+    for step in steps[turn % len(steps) :] + steps[: turn % len(steps)]:
+        step()
+    return Sample(**times)
 
 
-def measure(reps: int, layer_mb: int) -> None:
+def measure(reps: int, layer_mbs: Sequence[int]) -> None:
     docker = shutil.which("docker")
     if docker is None:
         raise RuntimeError("the docker CLI is not installed (apt-get install docker.io)")
-    workdir = Path(tempfile.mkdtemp(prefix="imgcheck-smoke-bench-"))
     engine = ensure_engine()
     os.environ["DOCKER_HOST"] = engine.docker_host
-    registry = start_registry(workdir / "registry")
+    ncpu = int(subprocess.run([docker, "info", "-f", "{{.NCPU}}"], capture_output=True, text=True, check=True).stdout)
     try:
-        refs = publish(registry, layer_mb * 1_000_000)
-        policy = workdir / "smoke-policy.yaml"
-        policy.write_text(SMOKE_POLICY)
-        verify = [*imgcheck_base(), "verify", "latest", "--quiet", "--format", "json", "--registry", registry.host]
-        verify += ["--policy", str(policy)]
-        before = set(engine_images(docker))
-        run(verify)  # warm the page cache and check that the verify passes (exit 0)
-        if set(engine_images(docker)) != before:
-            raise RuntimeError("imgcheck left images behind in the engine")
-        startup = statistics.median(run([*imgcheck_base(), "--version"]) for _ in range(3))
-        facts = gather_facts(refs)
-        samples = [one_round(verify, docker, refs, facts, imgcheck_first=i % 2 == 0) for i in range(reps)]
-        report(samples, startup, layer_mb)
+        for layer_mb in layer_mbs:
+            workdir = Path(tempfile.mkdtemp(prefix="imgcheck-smoke-bench-"))
+            registry = start_registry(workdir / "registry")
+            try:
+                refs = publish(registry, layer_mb * 1_000_000)
+                policy = workdir / "smoke-policy.yaml"
+                policy.write_text(SMOKE_POLICY)
+                verify = [*imgcheck_base(), "verify", "latest", "--quiet", "--format", "json"]
+                verify += ["--registry", registry.host, "--policy", str(policy)]
+                before = set(engine_images(docker))
+                run(verify)  # warm the page cache and check that the verify passes (exit 0)
+                if set(engine_images(docker)) != before:
+                    raise RuntimeError("imgcheck left images behind in the engine")
+                startup = statistics.median(run([*imgcheck_base(), "--version"]) for _ in range(3))
+                facts = gather_facts(refs)
+                samples = [one_round(verify, docker, refs, facts, turn) for turn in range(reps)]
+                report(samples, startup, layer_mb, ncpu)
+            finally:
+                registry.stop()
+                shutil.rmtree(workdir, ignore_errors=True)
     finally:
-        registry.stop()
         engine.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def report(samples: Sequence[Sample], startup: float, layer_mb: int) -> None:
-    ours = statistics.median(s.imgcheck for s in samples)
-    theirs = statistics.median(s.by_hand for s in samples)
-    rmi = statistics.median(s.rmi for s in samples)
-    phase = statistics.median(s.engine_phase for s in samples)
-    ratio = ours / theirs
-    fair = ours / (theirs + rmi)
-    verdict = f"<= {RATIO_TARGET:g}: {'met' if ratio <= RATIO_TARGET else 'MISSED'}"
+def report(samples: Sequence[Sample], startup: float, layer_mb: int, ncpu: int) -> None:
+    def median(field: str) -> float:
+        return statistics.median(getattr(s, field) for s in samples)
+
+    ours, ours3, phase = median("imgcheck"), median("imgcheck_jobs3"), median("engine_phase")
+    sequential, concurrent, rmi = median("sequential"), median("concurrent"), median("rmi")
     rows = [
-        (f"imgcheck verify (smoke + size, 3 images, {layer_mb} MB layer each), median of {len(samples)}", ours, ""),
-        ("  engine phase alone (pull, run, remove; in-process)", phase, ""),
-        ("  the rest: start-up, imports, registry reads, report", ours - phase, ""),
-        ("  (imgcheck --version, the start-up floor)", startup, ""),
-        ("docker pull + docker run --rm --version, x3 (peer)", theirs, ""),
-        ("docker rmi x3 (cleanup the peer leaves to you)", rmi, ""),
+        (f"imgcheck verify (smoke + size, 3 images, {layer_mb} MB layer each), --jobs {min(3, ncpu)} (default)", ours),
+        ("imgcheck verify, --jobs 3", ours3),
+        ("  engine phase alone (3 threads: pull, run, remove; in-process)", phase),
+        ("  (imgcheck --version, the start-up floor)", startup),
+        ("docker pull + docker run --rm --version, one image after another", sequential),
+        ("the same, three pull && run chains at once", concurrent),
+        ("docker rmi x3 (cleanup the hand runs leave to you)", rmi),
     ]
     width = max(len(r[0]) for r in rows) + 2
-    print(f"{'metric':<{width}}{'value':>10}  target")
-    for metric, seconds, target in rows:
-        print(f"{metric:<{width}}{seconds:>8.3f} s  {target}")
-    print(f"{'ratio imgcheck / (pull + run)':<{width}}{ratio:>10.3f}  {verdict}")
-    print(f"{'ratio imgcheck / (pull + run + rmi)':<{width}}{fair:>10.3f}")
-    print(f"{'ratio engine phase / (pull + run)':<{width}}{phase / theirs:>10.3f}")
+    print(f"{layer_mb} MB per image, engine with {ncpu} CPUs, median of {len(samples)} rounds")
+    print(f"{'metric':<{width}}{'value':>10}")
+    for metric, seconds in rows:
+        print(f"{metric:<{width}}{seconds:>8.3f} s")
+
+    def ratio(label: str, value: float, target: float | None) -> None:
+        verdict = f"  <= {target:g}: {'met' if value <= target else 'MISSED'}" if target else ""
+        print(f"{label:<{width}}{value:>10.3f}{verdict}")
+
+    ratio("ratio imgcheck / sequential by hand", ours / sequential, SEQUENTIAL_TARGET)
+    ratio("ratio imgcheck / concurrent by hand", ours / concurrent, CONCURRENT_TARGET)
+    ratio("ratio imgcheck --jobs 3 / sequential by hand", ours3 / sequential, SEQUENTIAL_TARGET)
+    ratio("ratio imgcheck --jobs 3 / concurrent by hand", ours3 / concurrent, CONCURRENT_TARGET)
+    ratio("ratio imgcheck --jobs 3 / (concurrent by hand + its rmi)", ours3 / (concurrent + rmi), None)
+    ratio("ratio concurrent / sequential by hand", concurrent / sequential, None)
+    ratio("ratio engine phase / concurrent by hand", phase / concurrent, None)
+    print()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5, help="timed rounds (default: %(default)s)")
-    parser.add_argument("--layer-mb", type=int, default=30, help="big layer per image, MB (default: %(default)s)")
+    parser.add_argument(
+        "--layer-mb", type=int, nargs="+", default=[30, 150], help="big layer per image, MB (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     try:
-        measure(max(1, args.reps), max(1, args.layer_mb))
+        measure(max(1, args.reps), [max(1, mb) for mb in args.layer_mb])
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         print(f"bench/smoke.py: could not measure: {exc}", file=sys.stderr)
         return 2

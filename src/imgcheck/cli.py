@@ -22,6 +22,7 @@ from imgcheck.cli_common import fail as _fail
 if TYPE_CHECKING:
     from imgcheck.checks.interface import VerifyOptions
     from imgcheck.policy.model import Policy
+    from imgcheck.progress import StderrProgress
 
 
 class _RootGroup(TyperGroup):
@@ -115,30 +116,6 @@ def _parse_report_specs(specs: list[str]) -> list[tuple[str, Path]]:
     return parsed
 
 
-class _Progress:
-    """Progress on stderr only: a spinner on a terminal, plain lines with --verbose, nothing with --quiet."""
-
-    def __init__(self, quiet: bool, verbose: bool) -> None:
-        self.quiet, self.verbose = quiet, verbose
-        self.status = None
-        if not quiet and not verbose and sys.stderr.isatty():
-            from rich.console import Console
-
-            self.status = Console(stderr=True).status("imgcheck: starting")
-            self.status.start()
-
-    def __call__(self, message: str) -> None:
-        if self.verbose:
-            typer.echo(f"imgcheck: {message}", err=True)
-        elif self.status is not None:
-            self.status.update(f"imgcheck: {message}")
-
-    def stop(self) -> None:
-        if self.status is not None:
-            self.status.stop()
-            self.status = None
-
-
 @app.command()
 def verify(
     targets: Annotated[
@@ -181,6 +158,15 @@ def verify(
         float,
         typer.Option("--timeout", help="Deadline in seconds for the whole run: reads, pulls, smoke runs, scans."),
     ] = 600.0,
+    jobs: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option(
+            "--jobs",
+            "-j",
+            help="Images whose evidence (pulls, smoke runs) is collected at once (default: one per image, "
+            "up to the engine's CPU count).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Less on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More on stderr (tracebacks on errors).")] = False,
 ) -> None:
@@ -189,7 +175,9 @@ def verify(
 
     _Ending.quick = True
 
-    progress = _Progress(quiet, verbose)
+    from imgcheck.progress import StderrProgress
+
+    progress = StderrProgress(quiet, verbose)
     try:
         from imgcheck.report import FORMATS
 
@@ -207,6 +195,7 @@ def verify(
             timeout=timeout,
             no_smoke=no_smoke,
             keep_images=keep_images,
+            jobs=jobs,
             scan=scan,
             quiet=quiet,
         )
@@ -234,7 +223,7 @@ def verify(
 
 
 def _run_verify(
-    loaded: "Policy", targets: list[str], options: "VerifyOptions", progress: _Progress
+    loaded: "Policy", targets: list[str], options: "VerifyOptions", progress: "StderrProgress"
 ) -> tuple[object, int]:
     from imgcheck.pipeline import verify as run_pipeline
     from imgcheck.verdict import exit_code

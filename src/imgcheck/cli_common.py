@@ -40,6 +40,7 @@ def policy_and_options(
     timeout: float,
     no_smoke: bool = False,
     keep_images: bool = False,
+    jobs: int | None = None,
     quiet: bool = False,
     scan: bool | None = None,
 ) -> tuple[Policy, VerifyOptions]:
@@ -49,6 +50,11 @@ def policy_and_options(
     not an error per image later)."""
     from imgcheck.checks.interface import VerifyOptions
     from imgcheck.deadline import Deadline
+
+    if jobs is not None and jobs < 1:
+        from imgcheck.errors import UsageError
+
+        raise UsageError(f"--jobs must be at least 1 (images collecting evidence at once), got {jobs}")
     from imgcheck.policy.loader import default_policy_path, load_policy
 
     deadline = Deadline(timeout)  # the whole run, from here: policy, registry, evidence, checks
@@ -69,6 +75,7 @@ def policy_and_options(
         timeout=timeout,
         deadline=deadline,
         policy_dir=loaded.base_dir,
+        jobs=jobs,
         scan=bool(scan),
     )
     rules = (loaded.defaults, *(image.rules for image in loaded.images))

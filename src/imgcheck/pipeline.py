@@ -7,6 +7,7 @@ cannot be verified does not stop the others: it is reported as `error` with the 
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -172,9 +173,7 @@ def verify(
     )
     try:
         items = _gather_all(registry, planned, rules, options, say)
-        ctx = CollectContext(registry=registry, options=options, progress=say)
-        for item in items:
-            _collect_all(item, rules, ctx)
+        _collect_every(items, rules, CollectContext(registry=registry, options=options, progress=say))
         results = _judge_all(items, rules, started, options)
     finally:
         if own_client:
@@ -234,6 +233,42 @@ def _gather_one(
         item.error = str(err)
     except Exception as err:  # one image's bug must not hide the others' verdicts
         item.error = f"internal error reading facts: {type(err).__name__}: {err}"
+
+
+def _collect_every(items: list[_Planned], rules: Mapping[str, RuleSpec], ctx: CollectContext) -> None:  # type: ignore[type-arg]
+    """Every image's evidence, images at once: pulls, runs and scans wait (on the engine, the network,
+    a scanner), so one image's wait overlaps another's. Up to --jobs images at a time, else one per image
+    up to the lowest bound the run's rules set (smoke: the engine's CPU count). Each image keeps its own
+    rules' order and its own errors; the report keeps the plan's order (results are stored per item)."""
+    collecting = [i for i in items if i.facts is not None and any(rules[r].collect for r in i.target.rules)]
+    ctx = dataclasses.replace(ctx, images=tuple(i.facts for i in collecting if i.facts is not None))
+    jobs = ctx.options.jobs or _default_jobs(collecting, rules, ctx.options)
+    names = Counter(i.target.name for i in collecting)
+
+    def collect(item: _Planned) -> None:
+        target = item.target
+        label = target.name if names[target.name] == 1 else f"{target.name} ({target.reference})"
+        keyed = getattr(ctx.progress, "for_image", None)
+        say = keyed(label) if callable(keyed) else ctx.progress
+        _collect_all(item, rules, dataclasses.replace(ctx, progress=say))
+
+    if len(collecting) > 1:
+        ctx.progress(f"collecting evidence for {len(collecting)} images, {min(jobs, len(collecting))} at a time")
+    try:
+        parallel_map(collect, collecting, jobs)
+    finally:
+        ctx.shared.close()
+
+
+def _default_jobs(collecting: list[_Planned], rules: Mapping[str, RuleSpec], options: VerifyOptions) -> int:  # type: ignore[type-arg]
+    """One per image, up to the lowest bound a collecting rule sets (else as many as registry reads)."""
+    bounds = {
+        bound
+        for item in collecting
+        for rule_id, config in item.target.rules.items()
+        if (limit := rules[rule_id].collect_bound) is not None and (bound := limit(config, options))
+    }
+    return max(1, min(len(collecting), *bounds)) if bounds else max(1, min(len(collecting), GATHER_WORKERS))
 
 
 def _collect_all(item: _Planned, rules: Mapping[str, RuleSpec], ctx: CollectContext) -> None:  # type: ignore[type-arg]

@@ -8,7 +8,8 @@ loader from the dataclass's annotations), an optional `collect` that does the ru
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from imgcheck.verdict import Verdict
 
 if TYPE_CHECKING:
     from imgcheck.registry.client import RegistryClient
+
+_T = TypeVar("_T")
 
 
 @record
@@ -75,6 +78,9 @@ class VerifyOptions:
     """That deadline, started when the command started; `pipeline.verify` starts it if None."""
     policy_dir: Path = Path(".")
     """Relative paths in the policy (keys, reports, VEX) resolve against this folder."""
+    jobs: int | None = None
+    """How many images collect evidence (pulls, runs, scans) at once; None: one per image, up to the
+    bound the run's rules set (smoke: the engine's CPU count)."""
 
     @property
     def schemes(self) -> Mapping[str, str]:
@@ -91,6 +97,35 @@ class CollectContext:
     registry: RegistryClient
     options: VerifyOptions
     progress: Callable[[str], None] = lambda _msg: None
+    shared: SharedWork = field(default_factory=lambda: SharedWork())
+    """Work of this run that images share (one pull per digest); images collect on several threads."""
+    images: Sequence[ImageFacts] = ()
+    """Every image whose evidence this run collects: who else will ask for the same shared work."""
+
+
+class SharedWork:
+    """Run-scoped objects the collectors of several images share, made once (thread-safe), and closed
+    when the run's collection ends (e.g. images pulled for several runs are removed after the last)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._made: dict[str, Any] = {}
+
+    def get(self, key: str, make: Callable[[], _T]) -> _T:
+        with self._lock:
+            if key not in self._made:
+                self._made[key] = make()
+            value: _T = self._made[key]
+            return value
+
+    def close(self) -> None:
+        """Close every shared object that has a `close` (in the order they were made)."""
+        with self._lock:
+            made, self._made = list(self._made.values()), {}
+        for value in made:
+            close = getattr(value, "close", None)
+            if callable(close):
+                close()
 
 
 @record
@@ -122,6 +157,9 @@ class RuleSpec(Generic[C]):
     """One line on what this configuration checks (for `imgcheck policy validate`)."""
     needs_tags: bool = False
     """Whether the facts must include the repository's tags (tags, labels, size growth)."""
+    collect_bound: Callable[[C, VerifyOptions], int | None] | None = None
+    """How many images may run this collect at once when --jobs is not given (smoke: the engine's CPU
+    count); None, or a None result: no bound of its own. Called only for rules the run collects."""
 
 
 def not_implemented(rule_id: str) -> Callable[[ImageFacts, Any, RunContext], list[Finding]]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from imgcheck.checks._common import lookup_platform
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
 from imgcheck.facts import ImageFacts, PlatformFacts
 from imgcheck.policy.types import ByteSize, Percent, format_bytes
 from imgcheck.record import record
@@ -34,6 +34,15 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> Mapping[s
     from imgcheck.checks.smoke import measure_uncompressed
 
     return measure_uncompressed(ctx, facts)
+
+
+def collect_bound(config: Config, options: VerifyOptions) -> int | None:
+    """A pull to measure uses the engine: as many at once as it has CPUs (gunzip is CPU work)."""
+    if config.max_uncompressed is None or options.no_smoke:
+        return None
+    from imgcheck.engine.client import engine_cpus
+
+    return engine_cpus()
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
@@ -179,6 +188,7 @@ RULE = RuleSpec(
     config=Config,
     check=check,
     collect=collect,
+    collect_bound=collect_bound,
     describe=describe,
     needs_tags=True,
 )

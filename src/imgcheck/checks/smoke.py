@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 from datetime import timedelta
 from typing import Any
 
-from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext
+from imgcheck.checks.interface import CollectContext, Finding, RuleConfig, RuleSpec, RunContext, VerifyOptions
+from imgcheck.engine.pull import SharedPulls
 from imgcheck.engine.run import RunResult, RunSpec, is_exec_failure
 from imgcheck.engine.session import PlatformRun, SmokeEvidence, smoke_image
 from imgcheck.facts import ImageFacts, PlatformFacts
@@ -113,6 +115,7 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> SmokeEvid
         keep_images=ctx.options.keep_images,
         only_platform=ctx.options.platform,
         progress=ctx.progress,
+        pulls=shared_pulls(ctx),
         deadline=ctx.options.deadline,
     )
 
@@ -125,9 +128,34 @@ def measure_uncompressed(ctx: CollectContext, facts: ImageFacts) -> Mapping[str,
         keep_images=ctx.options.keep_images,
         only_platform=ctx.options.platform,
         progress=ctx.progress,
+        pulls=shared_pulls(ctx),
         deadline=ctx.options.deadline,
     )
     return evidence.uncompressed_sizes
+
+
+def shared_pulls(ctx: CollectContext) -> SharedPulls:
+    """The run's pulls: a digest that several images of the run share is pulled once, removed after the last."""
+
+    def make() -> SharedPulls:
+        wanted = Counter(
+            p.manifest_digest
+            for image in ctx.images
+            for p in image.platforms
+            if ctx.options.platform is None or p.platform == ctx.options.platform
+        )
+        return SharedPulls(wanted, keep=ctx.options.keep_images, progress=ctx.progress)
+
+    return ctx.shared.get("engine.pulls", make)
+
+
+def collect_bound(_config: Config, options: VerifyOptions) -> int | None:
+    """Runs at once by default: one per engine CPU (pulls gunzip, runs take up to `cpus` each)."""
+    if options.no_smoke:
+        return None
+    from imgcheck.engine.client import engine_cpus
+
+    return engine_cpus()
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
@@ -330,4 +358,5 @@ RULE = RuleSpec(
     check=check,
     collect=collect,
     describe=describe,
+    collect_bound=collect_bound,
 )

@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext
+from imgcheck.checks.interface import CollectContext, Finding, RuleSpec, RunContext, VerifyOptions
 from imgcheck.checks.signature import TrustConfig, build_trust
 from imgcheck.facts import ImageFacts
 from imgcheck.policy.fields import FieldError
@@ -260,6 +260,13 @@ def describe(config: Config) -> str:
     return f"{source}, {bind}: " + ", ".join(parts)
 
 
+def collect_bound(config: Config, options: VerifyOptions) -> int | None:
+    """Images scanned at once by default: one per CPU here, where trivy runs (no bound without a scan)."""
+    import os
+
+    return (os.cpu_count() or 1) if config.scan or options.scan else None
+
+
 RULE = RuleSpec(
     id=RULE_ID,
     summary="the Trivy report for this digest is fresh and holds no finding of a fail_on severity",
@@ -267,4 +274,5 @@ RULE = RuleSpec(
     check=check,
     collect=collect,
     describe=describe,
+    collect_bound=collect_bound,
 )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from imgcheck.deadline import Deadline
 from imgcheck.engine.client import Engine
-from imgcheck.errors import EngineError
+from imgcheck.errors import EngineError, ImgcheckError
 from imgcheck.policy.types import format_bytes
 from imgcheck.record import record
 
@@ -178,3 +179,120 @@ class _PullMeter:
         total = sum(self.totals.values())
         size = f", {format_bytes(got)} of {format_bytes(total)}" if total else ""
         self.progress(f"pulling {self.label}: {len(self.done)}/{len(self.layers)} layers{size}")
+
+
+class SharedPulls:
+    """One pull per digest for a whole run, on any number of threads.
+
+    Images of a run can share a platform manifest digest (two policy images of one build, one image
+    under two tags): the first asks the engine, the others wait for that pull and run the same image.
+    Each user releases what it acquired; the image is removed once every expected user has (a digest
+    nobody else expects: at once), and `close()` removes what is left when the run's collection ends.
+    A failed pull is shared only with users of the same reference (another repository may still serve it).
+    """
+
+    def __init__(self, expected: Mapping[str, int], *, keep: bool, progress: Callable[[str], None]) -> None:
+        self._expected = dict(expected)
+        self._keep = keep
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._entries: dict[str, _SharedPull] = {}
+        self._closed = False
+
+    def acquire(
+        self,
+        engine: Engine,
+        reference: str,
+        progress: Callable[[str], None],
+        label: str,
+        deadline: Deadline | None = None,
+    ) -> PulledImage:
+        """The image present in the engine (pulled by this call or by another user of its digest)."""
+        digest = reference.rsplit("@", 1)[-1]
+        while True:
+            with self._lock:
+                entry = self._entries.get(digest)
+                owner = entry is None
+                if entry is None:
+                    entry = self._entries[digest] = _SharedPull(reference, label)
+                entry.users += 1
+            if owner:
+                return self._pull(entry, engine, progress, deadline)
+            progress(f"{label}: the same digest as {entry.label}, pulled once for both")
+            entry.done.wait()
+            if entry.image is not None:
+                return entry.image
+            if entry.reference == reference:
+                raise entry.failure or EngineError(f"the engine could not pull {reference}")
+            # that pull was from another repository: this reference gets its own attempt
+
+    def _pull(
+        self, entry: _SharedPull, engine: Engine, progress: Callable[[str], None], deadline: Deadline | None
+    ) -> PulledImage:
+        try:
+            entry.image = pull_by_digest(engine, entry.reference, progress, entry.label, deadline=deadline)
+            if self._closed:  # the run ended (Ctrl-C) while this pull went on: run nothing, leave nothing
+                release(engine, entry.image, keep=self._keep, progress=progress)
+                raise EngineError("the run was interrupted")
+        except ImgcheckError as exc:  # the engine's refusal, or the run's deadline: its waiters get it too
+            entry.failure = exc
+            with self._lock:
+                if self._entries.get(entry.digest) is entry:
+                    del self._entries[entry.digest]
+            raise
+        finally:
+            entry.done.set()
+        return entry.image
+
+    def release(self, engine: Engine, image: PulledImage, progress: Callable[[str], None]) -> None:
+        """One user is done with `image`; the last expected one removes it (unless kept or present before)."""
+        digest = image.reference.rsplit("@", 1)[-1]
+        with self._lock:
+            entry = self._entries.get(digest)
+            if self._closed or entry is None or entry.image is not image:
+                return  # closed: `close()` removes it, once its container is surely gone
+            entry.released += 1
+            if entry.released < max(entry.users, self._expected.get(digest, 1)):
+                return
+            del self._entries[digest]
+        release(engine, image, keep=self._keep, progress=progress)
+
+    def close(self) -> None:
+        """Remove what some expected user never released (its collect ended before the pull), and any
+        container still running (the run's end came early: Ctrl-C), so that its image can go too."""
+        from imgcheck.engine.run import remove_running
+
+        with self._lock:
+            self._closed = True
+        if remove_running():
+            self._progress("removed the smoke containers still running")
+        with self._lock:
+            left, self._entries = [e.image for e in self._entries.values() if e.image is not None], {}
+        if not left or self._keep:
+            return
+        from imgcheck.engine.client import connect
+
+        try:
+            engine = connect()
+        except EngineError as exc:
+            self._progress(f"warning: could not remove {len(left)} pulled image(s) from the engine: {exc}")
+            return
+        try:
+            for image in left:
+                release(engine, image, keep=False, progress=self._progress)
+        finally:
+            engine.close()
+
+
+class _SharedPull:
+    """A digest's one pull: who started it, and how it ended (once `done` is set)."""
+
+    def __init__(self, reference: str, label: str) -> None:
+        self.reference = reference
+        self.digest = reference.rsplit("@", 1)[-1]
+        self.label = label
+        self.done = threading.Event()
+        self.users = 0
+        self.released = 0
+        self.image: PulledImage | None = None
+        self.failure: ImgcheckError | None = None

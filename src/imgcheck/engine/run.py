@@ -27,6 +27,8 @@ from imgcheck.record import record
 RUN_LABEL = "org.imgcheck.smoke"
 TMPFS_OPTIONS = "rw,nosuid,nodev,noexec,size=64m"
 READ_CHUNK = 64 * 1024
+GONE_WAIT = 15.0
+"""Seconds an interrupted run waits for the engine to remove its containers."""
 WAIT_GRACE = 5.0
 """Seconds the engine gets to report an exit after the output ended, even at the deadline."""
 EXEC_FAILURES = (
@@ -155,6 +157,7 @@ def _create_and_run(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     except OSError as exc:  # requests' errors are OSErrors: the engine went away
         raise EngineError(f"lost the engine while creating a container for {image}: {exc}") from None
     cid = str(container["Id"])
+    _RUNNING[cid] = api
     try:
         return _attach_start_wait(api, cid, spec)
     except APIError as exc:
@@ -162,6 +165,7 @@ def _create_and_run(engine: Engine, image: str, spec: RunSpec) -> RunResult:
     except OSError as exc:
         raise EngineError(f"lost the engine while running {image}: {exc}") from None
     finally:
+        _RUNNING.pop(cid, None)
         _remove(api, cid)
 
 
@@ -297,3 +301,30 @@ def _remove(api: Any, cid: str) -> None:
             f"could not remove smoke container {cid[:12]}: {getattr(exc, 'explanation', None) or exc}",
             hint=f"remove it by hand: docker rm -f {cid[:12]}",
         ) from None
+
+
+_RUNNING: dict[str, Any] = {}
+"""Container id -> the API client running it, while a run is under way (on any thread)."""
+
+
+def remove_running(wait: float = GONE_WAIT) -> int:
+    """Force-remove every container a run of this process still has (a Ctrl-C left its thread running:
+    the deadline is kept by that thread, so nothing else would stop a hanging image), and wait until the
+    engine has let go of each (its own thread may be removing it too), so that its image can go. How many."""
+    from docker.errors import NotFound
+
+    left = list(_RUNNING.items())
+    for cid, api in left:
+        with contextlib.suppress(Exception):  # best effort on the way out: the run may end by itself meanwhile
+            _remove(api, cid)
+    deadline = time.monotonic() + wait
+    for cid, api in left:
+        while time.monotonic() < deadline:
+            try:
+                api.inspect_container(cid)
+            except NotFound:
+                break
+            except Exception:  # the engine went away: nothing more to wait for
+                break
+            time.sleep(0.1)
+    return len(left)

@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from imgcheck.deadline import Deadline
 from imgcheck.engine.client import QEMU_NAMES, Engine, connect
-from imgcheck.engine.pull import PulledImage, pull_by_digest, release
+from imgcheck.engine.pull import PulledImage, SharedPulls
 from imgcheck.engine.run import RunResult, RunSpec, run_locked_down
 from imgcheck.errors import EngineError
 from imgcheck.facts import ImageFacts, PlatformFacts
@@ -56,10 +56,12 @@ def smoke_image(
     keep_images: bool = False,
     only_platform: str | None = None,
     progress: Callable[[str], None] = lambda _m: None,
+    pulls: SharedPulls | None = None,
     deadline: Deadline | None = None,
 ) -> SmokeEvidence:
     """Pull each runnable platform by digest, measure it, run `spec` (None: measure only), clean up.
 
+    `pulls` shares pulls with the run's other images (default: this image's own, removed after use).
     Raises EngineError when no engine answers; a failure on one platform is recorded for it alone.
     Raises DeadlineExceeded when the run's deadline stops a pull or a run (the container and the
     image it pulled are removed first).
@@ -67,9 +69,10 @@ def smoke_image(
     deadline = deadline or Deadline.unlimited()
     deadline.check(f"waiting to pull {facts.name}")
     engine = connect()
+    pulls = pulls or SharedPulls({}, keep=keep_images, progress=progress)
     try:
         runs = tuple(
-            _one_platform(engine, facts, p, spec, keep_images, progress, deadline)
+            _one_platform(engine, facts, p, spec, pulls, progress, deadline)
             for p in facts.platforms
             if only_platform is None or p.platform == only_platform
         )
@@ -83,7 +86,7 @@ def _one_platform(
     facts: ImageFacts,
     platform: PlatformFacts,
     spec: RunSpec | None,
-    keep_images: bool,
+    pulls: SharedPulls,
     progress: Callable[[str], None],
     deadline: Deadline,
 ) -> PlatformRun:
@@ -94,7 +97,7 @@ def _one_platform(
         return replace(base, skipped=_why_not_runnable(engine, platform.platform))
     try:
         label = f"{facts.name} {platform.platform} ({platform.manifest_digest[:19]})"
-        pulled = pull_by_digest(engine, reference, progress, label, deadline=deadline)
+        pulled = pulls.acquire(engine, reference, progress, label, deadline)
     except EngineError as exc:
         return replace(base, error=str(exc), emulated=emulated)
     try:
@@ -102,7 +105,7 @@ def _one_platform(
     except EngineError as exc:
         return replace(base, error=str(exc), uncompressed_size=pulled.size, emulated=emulated)
     finally:
-        release(engine, pulled, keep=keep_images, progress=progress)
+        pulls.release(engine, pulled, progress)
     return replace(base, result=result, uncompressed_size=pulled.size, emulated=emulated)
 
 
@@ -125,6 +128,8 @@ def _run(
     result = run_locked_down(engine, pulled.reference, bounded)
     if cut and result.timed_out:
         raise deadline.exceeded(doing)
+    ended = "timed out" if result.timed_out else f"exited {result.exit_code}"
+    progress(f"smoke {name} ({platform}): {ended} after {result.seconds:.1f} s")
     return result
 
 
