@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcheck.errors import EngineError
+from imgcheck.record import record
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 API_TIMEOUT = 120
@@ -101,8 +102,10 @@ def connect(timeout: int = API_TIMEOUT) -> Engine:
     return engine
 
 
-@dataclass(frozen=True)
+@record
 class _Known:
+    """What one engine said once: reused by every image of the run."""
+
     engine: Engine
     api_version: str
 
