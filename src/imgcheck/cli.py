@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperArgument, TyperGroup
 
 from imgcheck import __version__
-from imgcheck.cli_common import REGISTRY_HELP, policy_and_options
+from imgcheck.cli_common import REGISTRY_HELP, JobsOption, policy_and_options
 from imgcheck.cli_common import fail as _fail
 
 if TYPE_CHECKING:
@@ -158,15 +158,7 @@ def verify(
         float,
         typer.Option("--timeout", help="Deadline in seconds for the whole run: reads, pulls, smoke runs, scans."),
     ] = 600.0,
-    jobs: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option(
-            "--jobs",
-            "-j",
-            help="Images whose evidence (pulls, smoke runs) is collected at once (default: one per image, "
-            "up to the engine's CPU count).",
-        ),
-    ] = None,
+    jobs: JobsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Less on stderr.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More on stderr (tracebacks on errors).")] = False,
 ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import typer
 
@@ -18,6 +18,16 @@ REGISTRY_HELP = (
     "Replace the registry of every policy image: HOST[:PORT], or http://HOST[:PORT] (plain HTTP) / "
     "https://HOST[:PORT] (TLS)."
 )
+JobsOption = Annotated[
+    Optional[int],  # noqa: UP045 (as the other optional options: typer resolves the annotation itself)
+    typer.Option(
+        "--jobs",
+        "-j",
+        help="Images whose evidence (pulls, smoke runs, scans) is collected at once (default: one per image, "
+        "up to the engine's CPU count).",
+    ),
+]
+"""`--jobs` of verify and audit: one declaration, so the two commands cannot drift apart."""
 
 
 def fail(message: str) -> NoReturn:

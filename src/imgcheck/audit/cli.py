@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from imgcheck.cli_common import REGISTRY_HELP, policy_and_options
+from imgcheck.cli_common import REGISTRY_HELP, JobsOption, policy_and_options
 from imgcheck.cli_common import fail as _fail
 
 audit_app = typer.Typer(
@@ -78,15 +78,7 @@ def audit_command(
     platform: Annotated[Optional[str], typer.Option("--platform", help="Audit only this OS/ARCH.")] = None,  # noqa: UP045
     insecure: Annotated[bool, typer.Option("--insecure", help="Allow plain HTTP to non-loopback registries.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Deadline in seconds for the whole run.")] = 1800.0,
-    jobs: Annotated[
-        Optional[int],  # noqa: UP045
-        typer.Option(
-            "--jobs",
-            "-j",
-            help="Images whose evidence (pulls, smoke runs) is collected at once (default: one per image, "
-            "up to the engine's CPU count).",
-        ),
-    ] = None,
+    jobs: JobsOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Progress on stderr.")] = False,
 ) -> None:
     """Nightly registry audit: every tag of every image, each digest verified once, with history and drift
