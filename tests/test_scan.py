@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -525,3 +526,19 @@ def test_a_scan_whose_db_date_cannot_be_read_is_judged_but_not_kept(
     message = str(vuln_check(done.stdout)["message"])
     assert "CVE-2026-10001" in message and "scanned with trivy (DB date unknown: not kept for reuse)" in message
     assert not list((tmp_path / "xdg-cache").rglob("*.json"))
+
+
+def test_a_db_with_more_advisories_than_one_leaf_holds_is_read_by_trivy(
+    registry: RegistryServer, pusher: Pusher, app: str, scan_env: dict[str, str], tmp_path: Path
+) -> None:
+    """70,000 filler advisories: the flat `vulnerability` bucket spans many leaves under branch pages (a
+    single leaf counts its keys in 16 bits), and trivy still finds the one that matters."""
+    push_db(pusher, "trivydb/large", dataclasses.replace(DB_ONE, filler=70_000))
+    env = {
+        **scan_env,
+        "TRIVY_DB_REPOSITORY": f"{registry.host}/trivydb/large:2",
+        "TRIVY_CACHE_DIR": str(tmp_path / "trivy"),
+    }
+    done = verify_scan(policy(tmp_path, registry.host, "    fail_on: [CRITICAL]\n"), env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CVE-2026-10001" in str(vuln_check(done.stdout)["message"])
