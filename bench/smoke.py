@@ -40,6 +40,7 @@ if str(ROOT) not in sys.path:
 from bench._installed import imgcheck_base, run_env  # noqa: E402
 from fixtures.images import data_layer  # noqa: E402
 from fixtures.k2 import K2_NAMES, push_k2_image, repository  # noqa: E402
+from imgcheck.engine.client import MIN_ENGINE_JOBS  # noqa: E402
 from imgcheck.engine.run import RunSpec  # noqa: E402
 from imgcheck.engine.session import smoke_image  # noqa: E402
 from imgcheck.facts import ImageFacts  # noqa: E402
@@ -243,8 +244,9 @@ def report(samples: Sequence[Sample], startup: float, layer_mb: int, ncpu: int) 
 
     ours, ours3, phase = median("imgcheck"), median("imgcheck_jobs3"), median("engine_phase")
     sequential, concurrent, rmi = median("sequential"), median("concurrent"), median("rmi")
+    default_jobs = min(3, max(ncpu, MIN_ENGINE_JOBS))  # what imgcheck picks for 3 images (engine_jobs)
     rows = [
-        (f"imgcheck verify (smoke + size, 3 images, {layer_mb} MB layer each), --jobs {min(3, ncpu)} (default)", ours),
+        (f"imgcheck verify (smoke + size, 3 images, {layer_mb} MB layer each), --jobs {default_jobs} (default)", ours),
         ("imgcheck verify, --jobs 3", ours3),
         ("  engine phase alone (3 threads: pull, run, remove; in-process)", phase),
         ("  (imgcheck --version, the start-up floor)", startup),

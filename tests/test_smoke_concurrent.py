@@ -205,11 +205,11 @@ def test_cpu_limit_is_exact_for_each_of_several_runs(
     assert max(s for s, _ in intervals.values()) < min(d for _, d in intervals.values()), intervals
 
 
-def test_default_jobs_is_one_per_image_up_to_the_engine_cpus(
+def test_default_jobs_is_one_per_image_up_to_the_engine_cpus_and_at_least_four(
     engine: EngineHandle, docker_api: Any, published: Published, tmp_path: Path
 ) -> None:
-    ncpu = docker_api.info()["NCPU"]
-    names = [*SLEEPS, "twin-a", "twin-b"][: ncpu + 1]
+    bound = max(docker_api.info()["NCPU"], 4)
+    names = [*SLEEPS, "twin-a", "twin-b"]  # five: more than the bound on a machine of up to 4 CPUs
     policy = load_policy(write_policy(tmp_path, published.host, names, VERSIONED))
     options = VerifyOptions()
     planned = plan_targets(policy, ["latest"], options)
@@ -219,7 +219,8 @@ def test_default_jobs_is_one_per_image_up_to_the_engine_cpus(
         items = _gather_all(client, planned, rules, options, lambda _m: None)
     finally:
         client.close()
-    assert _default_jobs(items, rules, options) == min(len(names), ncpu)
+    assert _default_jobs(items, rules, options) == min(len(names), bound)
+    assert _default_jobs(items[:3], rules, options) == 3  # three k2 images on a 2-CPU engine: all at once
     assert _default_jobs(items[:1], rules, options) == 1
     assert _default_jobs(items, rules, VerifyOptions(no_smoke=True)) == min(len(names), 4)  # registry reads only
 

@@ -24,7 +24,7 @@ JobsOption = Annotated[
         "--jobs",
         "-j",
         help="Images whose evidence (pulls, smoke runs, scans) is collected at once (default: one per image, "
-        "up to the engine's CPU count).",
+        "up to the engine's CPU count but at least 4).",
     ),
 ]
 """`--jobs` of verify and audit: one declaration, so the two commands cannot drift apart."""

@@ -238,7 +238,7 @@ def _gather_one(
 def _collect_every(items: list[_Planned], rules: Mapping[str, RuleSpec], ctx: CollectContext) -> None:  # type: ignore[type-arg]
     """Every image's evidence, images at once: pulls, runs and scans wait (on the engine, the network,
     a scanner), so one image's wait overlaps another's. Up to --jobs images at a time, else one per image
-    up to the lowest bound the run's rules set (smoke: the engine's CPU count). Each image keeps its own
+    up to the lowest bound the run's rules set (smoke: the engine's CPUs, at least 4). Each image keeps its own
     rules' order and its own errors; the report keeps the plan's order (results are stored per item)."""
     collecting = [i for i in items if i.facts is not None and any(rules[r].collect for r in i.target.rules)]
     ctx = dataclasses.replace(ctx, images=tuple(i.facts for i in collecting if i.facts is not None))

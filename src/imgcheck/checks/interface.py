@@ -80,7 +80,7 @@ class VerifyOptions:
     """Relative paths in the policy (keys, reports, VEX) resolve against this folder."""
     jobs: int | None = None
     """How many images collect evidence (pulls, runs, scans) at once; None: one per image, up to the
-    bound the run's rules set (smoke: the engine's CPU count)."""
+    bound the run's rules set (smoke: the engine's CPUs, at least 4)."""
 
     @property
     def schemes(self) -> Mapping[str, str]:

@@ -37,12 +37,12 @@ def collect(ctx: CollectContext, facts: ImageFacts, config: Config) -> Mapping[s
 
 
 def collect_bound(config: Config, options: VerifyOptions) -> int | None:
-    """A pull to measure uses the engine: as many at once as it has CPUs (gunzip is CPU work)."""
+    """A pull to measure uses the engine: as many at once as a smoke run's pulls (engine_jobs)."""
     if config.max_uncompressed is None or options.no_smoke:
         return None
-    from imgcheck.engine.client import engine_cpus
+    from imgcheck.engine.client import engine_jobs
 
-    return engine_cpus()
+    return engine_jobs()
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:

@@ -150,12 +150,12 @@ def shared_pulls(ctx: CollectContext) -> SharedPulls:
 
 
 def collect_bound(_config: Config, options: VerifyOptions) -> int | None:
-    """Runs at once by default: one per engine CPU (pulls gunzip, runs take up to `cpus` each)."""
+    """Images pulled and run at once by default: the engine's CPUs, at least 4 (engine_jobs says why)."""
     if options.no_smoke:
         return None
-    from imgcheck.engine.client import engine_cpus
+    from imgcheck.engine.client import engine_jobs
 
-    return engine_cpus()
+    return engine_jobs()
 
 
 def check(facts: ImageFacts, config: Config, run: RunContext) -> list[Finding]:
