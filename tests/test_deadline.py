@@ -60,7 +60,7 @@ def test_a_rule_not_yet_evaluated_at_the_deadline_is_an_error_never_a_pass() -> 
 
 # --- end to end: a smoke run that outlives the run's deadline ---------------------------------------
 
-SMOKE_POLICY = """\
+METADATA_POLICY = """\
 version: 1
 registry: {host}
 images:
@@ -69,9 +69,9 @@ images:
 rules:
   labels:
     required: [org.opencontainers.image.version]
-  smoke:
-    timeout: 120s
 """
+"""The hang image with a metadata rule only (the audit through a hung registry)."""
+SMOKE_POLICY = METADATA_POLICY + "  smoke:\n    timeout: 120s\n"
 
 
 @pytest.fixture(scope="module")
@@ -139,18 +139,6 @@ def test_a_pull_that_stalls_behind_the_engine_ends_at_the_deadline(
     assert _leftovers(docker_api) == ([], [])
 
 
-AUDIT_POLICY = """\
-version: 1
-registry: {host}
-images:
-  - name: hang
-    repository: smoke/hang
-rules:
-  labels:
-    required: [org.opencontainers.image.version]
-"""
-
-
 def test_an_audit_through_a_hung_registry_ends_at_its_deadline_with_the_report_written(
     registry: RegistryServer, hang_image: SmokeImage, tmp_path: Path
 ) -> None:
@@ -158,7 +146,7 @@ def test_an_audit_through_a_hung_registry_ends_at_its_deadline_with_the_report_w
     policy = tmp_path / "imgcheck.yaml"
     report = tmp_path / "audit.json"
     with FaultProxy(registry.host) as proxy, proxy.faults(Fault("hang", "/tags/list", count=-1)):
-        policy.write_text(AUDIT_POLICY.format(host=proxy.host))
+        policy.write_text(METADATA_POLICY.format(host=proxy.host))
         args = ["audit", "--policy", str(policy), "--no-history", "--timeout", "4", "--format", "json"]
         started = time.monotonic()
         done = subprocess.run(
